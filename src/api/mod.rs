@@ -1,0 +1,261 @@
+//! actix-web handlers: the only module that knows HTTP status codes, headers and content
+//! types. Everything below it works on JSON values and [`ApiError`]s.
+
+pub mod negotiate;
+pub mod request_info;
+pub mod resource;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use crate::k8s::discovery::Discovery;
+use crate::k8s::openapi::{self, OpenApiResource};
+use crate::k8s::resource::{Resources, GROUP};
+use crate::k8s::status::ApiError;
+use crate::registry::Registry;
+
+/// Readiness inputs that are not a live check.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// Set once migrations are known to be in place.
+    pub schema_ready: AtomicBool,
+}
+
+pub struct AppState {
+    pub resources: Arc<Resources>,
+    pub registry: Registry,
+    pub discovery: Discovery,
+    pub openapi_v2: Value,
+    pub openapi_v3_index: Value,
+    /// (group/version path, document)
+    pub openapi_v3: Vec<(String, Value)>,
+    pub max_body_bytes: usize,
+    pub readiness: Arc<Readiness>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl AppState {
+    pub fn new(
+        resources: Arc<Resources>,
+        registry: Registry,
+        max_body_bytes: usize,
+        readiness: Arc<Readiness>,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Self {
+        let discovery = Discovery::build(&resources);
+        let oa: Vec<OpenApiResource<'_>> = resources
+            .all()
+            .iter()
+            .map(|d| OpenApiResource {
+                group: &d.group,
+                version: &d.version,
+                kind: &d.kind,
+                list_kind: &d.list_kind,
+                plural: &d.plural,
+                namespaced: d.namespaced,
+                has_status: d.has_status,
+                schema: &d.schema_json,
+            })
+            .collect();
+        let openapi_v2 = openapi::openapi_v2(&oa);
+        let openapi_v3_index = openapi::openapi_v3_index(&oa);
+        let openapi_v3 = resources
+            .versions()
+            .into_iter()
+            .filter_map(|v| {
+                openapi::openapi_v3_group_version(&oa, GROUP, &v)
+                    .map(|d| (format!("apis/{GROUP}/{v}"), d))
+            })
+            .collect();
+        AppState {
+            resources,
+            registry,
+            discovery,
+            openapi_v2,
+            openapi_v3_index,
+            openapi_v3,
+            max_body_bytes,
+            readiness,
+            metrics,
+        }
+    }
+}
+
+/// A Status response for an error.
+pub fn error_response(e: &ApiError) -> HttpResponse {
+    let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut b = HttpResponse::build(status);
+    b.insert_header((header::CONTENT_TYPE, "application/json"));
+    if let Some(r) = e.details.as_ref().and_then(|d| d.retry_after_seconds) {
+        b.insert_header((header::RETRY_AFTER, r.to_string()));
+    }
+    b.body(e.to_status().to_string())
+}
+
+fn json(v: &Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(v.to_string())
+}
+
+/// Every route. The caller adds middleware and the body limit.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(readyz))
+        .route("/livez", web::get().to(livez))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/api", web::get().to(api_versions))
+        .route("/api/", web::get().to(api_versions))
+        .route("/apis", web::get().to(apis))
+        .route("/apis/", web::get().to(apis))
+        .route("/openapi/v2", web::get().to(openapi_v2))
+        .route("/openapi/v3", web::get().to(openapi_v3_index))
+        .route("/openapi/v3/{path:.*}", web::get().to(openapi_v3))
+        .route(&format!("/apis/{GROUP}"), web::get().to(group))
+        .route(&format!("/apis/{GROUP}/"), web::get().to(group))
+        .route(
+            &format!("/apis/{GROUP}/{{version}}"),
+            web::get().to(group_version),
+        )
+        .route(
+            &format!("/apis/{GROUP}/{{version}}/"),
+            web::get().to(group_version),
+        )
+        .route("/apis/{tail:.*}", web::to(resource::handle))
+        .default_service(web::to(|| async {
+            error_response(&resource::not_found_page())
+        }));
+}
+
+async fn livez() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok")
+}
+
+/// Ready when the schema is in place and the database answers within a second.
+async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let verbose = req.query_string().contains("verbose");
+    let mut checks: Vec<(&str, Result<(), String>)> = Vec::new();
+    checks.push((
+        "schema",
+        if state.readiness.schema_ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err("migrations are not applied yet".into())
+        },
+    ));
+    let ping = tokio::time::timeout(Duration::from_secs(1), state.registry.store().ping()).await;
+    checks.push((
+        "database",
+        match ping {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e}")),
+            Err(_) => Err("PostgreSQL did not answer within 1s".into()),
+        },
+    ));
+    let ok = checks.iter().all(|(_, r)| r.is_ok());
+    let mut body = String::new();
+    if verbose || !ok {
+        for (name, r) in &checks {
+            match r {
+                Ok(()) => body.push_str(&format!("[+]{name} ok\n")),
+                Err(e) => body.push_str(&format!("[-]{name} failed: {e}\n")),
+            }
+        }
+        body.push_str(if ok {
+            "readyz check passed\n"
+        } else {
+            "readyz check failed\n"
+        });
+    } else {
+        body.push_str("ok");
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    crate::metrics::record_pool(state.registry.store().pool());
+    match &state.metrics {
+        Some(h) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(h.render()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+async fn api_versions(state: web::Data<AppState>) -> HttpResponse {
+    json(&state.discovery.api_versions)
+}
+
+async fn apis(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok());
+    match negotiate::aggregated_discovery(accept) {
+        Some(v) => {
+            let doc = if v == "v2" {
+                &state.discovery.aggregated_v2
+            } else {
+                &state.discovery.aggregated_v2beta1
+            };
+            HttpResponse::Ok()
+                .insert_header((
+                    header::CONTENT_TYPE,
+                    format!(
+                        "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
+                    ),
+                ))
+                .insert_header((header::VARY, "Accept"))
+                .body(doc.to_string())
+        }
+        None => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((header::VARY, "Accept"))
+            .body(state.discovery.group_list.to_string()),
+    }
+}
+
+async fn group(state: web::Data<AppState>) -> HttpResponse {
+    json(&state.discovery.group)
+}
+
+async fn group_version(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    match state.discovery.resource_list(&path) {
+        Some(doc) => json(doc),
+        None => error_response(&resource::not_found_page()),
+    }
+}
+
+async fn openapi_v2(state: web::Data<AppState>) -> HttpResponse {
+    json(&state.openapi_v2)
+}
+
+async fn openapi_v3_index(state: web::Data<AppState>) -> HttpResponse {
+    json(&state.openapi_v3_index)
+}
+
+async fn openapi_v3(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let p = path.trim_end_matches('/');
+    match state.openapi_v3.iter().find(|(k, _)| k == p) {
+        Some((_, doc)) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            // The index names each document by its hash, so a fetched document never changes.
+            .insert_header((header::CACHE_CONTROL, "public, immutable"))
+            .body(doc.to_string()),
+        None => error_response(&resource::not_found_page()),
+    }
+}

@@ -1,0 +1,418 @@
+//! The handler for every `/apis/ark.mckinsey.com/...` resource URL.
+
+use std::time::Instant;
+
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use super::negotiate::{self, BodyType, Encoding, Output, Shape};
+use super::request_info::{self, RequestInfo};
+use super::{error_response, AppState};
+use crate::k8s::resource::ResourceDef;
+use crate::k8s::status::{ApiError, Details};
+use crate::k8s::table::{self, IncludeObject};
+use crate::registry::{self, DeleteOptions, ListOptions, PatchKind, Subresource, WriteOptions};
+
+/// Entry point: routes by URL and method, records metrics, and turns every error into a Status.
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let path = req
+        .path()
+        .trim_start_matches("/apis/")
+        .trim_end_matches('/')
+        .to_string();
+    let segments: Vec<&str> = path.split('/').collect();
+    let info = request_info::parse(&segments);
+    let def = info
+        .as_ref()
+        .and_then(|i| state.resources.get(&i.version, &i.plural))
+        .cloned();
+    let (verb, response) = match (info, def) {
+        (Some(info), Some(def)) => {
+            let verb = verb_of(req.method(), &info, &req);
+            let resp = match dispatch(&req, payload, &state, &info, &def, verb).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            (verb, resp)
+        }
+        _ => ("unknown", error_response(&not_found_page())),
+    };
+    let resource = segments
+        .iter()
+        .skip(2)
+        .find(|s| state.resources.all().iter().any(|d| d.plural == **s))
+        .copied()
+        .unwrap_or("");
+    crate::metrics::record_request(
+        verb,
+        resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+pub fn not_found_page() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+fn verb_of(method: &Method, info: &RequestInfo, req: &HttpRequest) -> &'static str {
+    let watch = info.watch_path
+        || req
+            .query_string()
+            .split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1");
+    match (method.as_str(), info.name.is_some()) {
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", false) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unsupported",
+    }
+}
+
+fn method_not_allowed(def: &ResourceDef) -> ApiError {
+    let mut e = ApiError::method_not_allowed(
+        "the server does not allow this method on the requested resource",
+    );
+    e.details = Some(Details {
+        group: Some(def.group.clone()),
+        kind: Some(def.plural.clone()),
+        ..Default::default()
+    });
+    e
+}
+
+async fn dispatch(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    info: &RequestInfo,
+    def: &ResourceDef,
+    verb: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse_query(req.query_string())?;
+    // Scope: namespaced kinds are addressed inside a namespace, except for cross-namespace
+    // lists; cluster-scoped kinds never are.
+    match (def.namespaced, &info.namespace) {
+        (false, Some(_)) => return Err(not_found_page()),
+        (true, None) if info.name.is_some() => return Err(not_found_page()),
+        (true, None) if !matches!(verb, "list" | "watch") => return Err(method_not_allowed(def)),
+        _ => {}
+    }
+    let sub = match info.subresource.as_deref() {
+        None => Subresource::Main,
+        Some("status") if def.has_status => Subresource::Status,
+        Some(_) => return Err(not_found_page()),
+    };
+    if sub == Subresource::Status && !matches!(verb, "get" | "update" | "patch") {
+        return Err(method_not_allowed(def));
+    }
+    let ns = info.namespace.as_deref().unwrap_or("");
+    let name = info.name.as_deref().unwrap_or("");
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|h| h.to_str().ok());
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok());
+    let reg = &state.registry;
+    match verb {
+        "list" => {
+            let out = negotiate::negotiate(accept, true)?;
+            let opts = ListOptions::parse(&query)?;
+            let include = IncludeObject::parse(last(&query, "includeObject"))
+                .map_err(ApiError::bad_request)?;
+            let result = reg.list(def, info.namespace.as_deref(), &opts).await?;
+            Ok(render_list(def, result, out, include))
+        }
+        "watch" => Err(ApiError::method_not_allowed(
+            "watch is not served by this version of ark-apiserver yet; list without watch=true",
+        )),
+        "get" => {
+            let out = negotiate::negotiate(accept, false)?;
+            let include = IncludeObject::parse(last(&query, "includeObject"))
+                .map_err(ApiError::bad_request)?;
+            let obj = reg.get(def, ns, name).await?;
+            Ok(render_object(def, obj, out, include, StatusCode::OK))
+        }
+        "create" => {
+            let out = negotiate::negotiate(accept, false)?;
+            let opts = WriteOptions::parse(&query, user_agent)?;
+            let body = read_object(payload, content_type, state.max_body_bytes).await?;
+            let obj = reg.create(def, ns, body, &opts).await?;
+            Ok(render_object(
+                def,
+                obj,
+                out,
+                IncludeObject::Metadata,
+                StatusCode::CREATED,
+            ))
+        }
+        "update" => {
+            let out = negotiate::negotiate(accept, false)?;
+            let opts = WriteOptions::parse(&query, user_agent)?;
+            let body = read_object(payload, content_type, state.max_body_bytes).await?;
+            let obj = reg.update(def, ns, name, body, sub, &opts).await?;
+            Ok(render_object(
+                def,
+                obj,
+                out,
+                IncludeObject::Metadata,
+                StatusCode::OK,
+            ))
+        }
+        "patch" => {
+            let out = negotiate::negotiate(accept, false)?;
+            let opts = WriteOptions::parse(&query, user_agent)?;
+            let kind = match negotiate::body_type(content_type) {
+                BodyType::JsonPatch => PatchKind::Json,
+                BodyType::MergePatch => PatchKind::Merge,
+                _ => return Err(ApiError::unsupported_media_type(content_type.unwrap_or(""))),
+            };
+            let body = read_body(payload, state.max_body_bytes).await?;
+            let obj = reg.patch(def, ns, name, kind, &body, sub, &opts).await?;
+            Ok(render_object(
+                def,
+                obj,
+                out,
+                IncludeObject::Metadata,
+                StatusCode::OK,
+            ))
+        }
+        "delete" => {
+            let out = negotiate::negotiate(accept, false)?;
+            let opts = WriteOptions::parse(&query, user_agent)?;
+            let body = read_body(payload, state.max_body_bytes).await?;
+            let del = DeleteOptions::parse(&body, &query)?;
+            let obj = reg.delete(def, ns, name, &del, &opts).await?;
+            Ok(render_object(
+                def,
+                obj,
+                out,
+                IncludeObject::Metadata,
+                StatusCode::OK,
+            ))
+        }
+        "deletecollection" => {
+            let out = negotiate::negotiate(accept, true)?;
+            let opts = WriteOptions::parse(&query, user_agent)?;
+            let list_opts = ListOptions::parse(&query)?;
+            let body = read_body(payload, state.max_body_bytes).await?;
+            let del = DeleteOptions::parse(&body, &query)?;
+            let items = reg
+                .delete_collection(def, info.namespace.as_deref(), &list_opts, &del, &opts)
+                .await?;
+            let result = registry::ListResult {
+                items,
+                resource_version: String::new(),
+                continue_token: None,
+                remaining: None,
+            };
+            Ok(render_list(def, result, out, IncludeObject::Metadata))
+        }
+        _ => Err(method_not_allowed(def)),
+    }
+}
+
+fn last<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Query parameters, percent-decoded. A malformed query is the client's error.
+pub fn parse_query(qs: &str) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded_pairs(qs)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+}
+
+fn serde_urlencoded_pairs(qs: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for part in qs.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        out.push((percent_decode(k)?, percent_decode(v)?));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or_else(|| format!("truncated escape in {s:?}"))?;
+                let hex = std::str::from_utf8(hex).map_err(|_| format!("bad escape in {s:?}"))?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad escape in {s:?}"))?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 after decoding"))
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413 before buffering them.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::too_large(limit),
+            other => ApiError::bad_request(format!("error reading the request body: {other}")),
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+async fn read_object(
+    payload: web::Payload,
+    content_type: Option<&str>,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let body = read_body(payload, limit).await?;
+    match negotiate::body_type(content_type) {
+        BodyType::Json => serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        BodyType::Yaml => {
+            let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
+            serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
+        }
+        _ => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {}",
+                content_type.unwrap_or("")
+            ),
+        )),
+    }
+}
+
+fn encode(out: &Output, v: &Value, status: StatusCode) -> HttpResponse {
+    let body = match out.encoding {
+        Encoding::Json => serde_json::to_vec(v).unwrap_or_default(),
+        Encoding::Yaml => serde_saphyr::to_string(v)
+            .map(String::into_bytes)
+            .unwrap_or_default(),
+    };
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, out.content_type()))
+        .body(body)
+}
+
+fn render_object(
+    def: &ResourceDef,
+    obj: Value,
+    out: Output,
+    include: IncludeObject,
+    status: StatusCode,
+) -> HttpResponse {
+    let now = chrono::Utc::now();
+    let v = match out.shape {
+        Shape::Plain => obj,
+        Shape::PartialMetadata(v) => table::partial_object_metadata(&obj, v),
+        Shape::Table(v) => {
+            let mut meta = Map::new();
+            if let Some(rv) = obj.pointer("/metadata/resourceVersion") {
+                meta.insert("resourceVersion".into(), rv.clone());
+            }
+            table::render(
+                &def.printer_columns,
+                std::slice::from_ref(&obj),
+                meta,
+                include,
+                v,
+                now,
+            )
+        }
+    };
+    encode(&out, &v, status)
+}
+
+fn render_list(
+    def: &ResourceDef,
+    r: registry::ListResult,
+    out: Output,
+    include: IncludeObject,
+) -> HttpResponse {
+    let v = match out.shape {
+        Shape::Plain => registry::list_object(def, r),
+        Shape::Table(version) => {
+            let mut meta = Map::new();
+            meta.insert(
+                "resourceVersion".into(),
+                Value::String(r.resource_version.clone()),
+            );
+            if let Some(c) = &r.continue_token {
+                meta.insert("continue".into(), Value::String(c.clone()));
+            }
+            if let Some(n) = r.remaining {
+                meta.insert("remainingItemCount".into(), Value::from(n));
+            }
+            table::render(
+                &def.printer_columns,
+                &r.items,
+                meta,
+                include,
+                version,
+                chrono::Utc::now(),
+            )
+        }
+        Shape::PartialMetadata(version) => {
+            let items: Vec<Value> = r
+                .items
+                .iter()
+                .map(|o| table::partial_object_metadata(o, version))
+                .collect();
+            let mut list = registry::list_object(def, registry::ListResult { items, ..r });
+            list["kind"] = Value::String("PartialObjectMetadataList".into());
+            list["apiVersion"] = Value::String(format!("meta.k8s.io/{version}"));
+            list
+        }
+    };
+    encode(&out, &v, StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_percent_decoded() {
+        let q = parse_query("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5").unwrap();
+        assert_eq!(q[0], ("labelSelector".into(), "app=web,tier in (a)".into()));
+        assert_eq!(q[1], ("limit".into(), "5".into()));
+        assert_eq!(parse_query("x=%zz").unwrap_err().code, 400);
+    }
+}

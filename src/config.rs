@@ -1,0 +1,357 @@
+//! The command line: every flag also reads an environment variable, and every value is
+//! validated here, before anything connects, so a mistake is reported by name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::connect::{DbConfig, SslMode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ark-apiserver",
+    version,
+    about = "The ark.mckinsey.com API served from PostgreSQL, as a Kubernetes aggregated API server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the production entry point).
+    Serve(ServeArgs),
+    /// Apply the schema migrations and exit.
+    Migrate(MigrateArgs),
+    /// Start a throwaway local PostgreSQL and serve on https://127.0.0.1:6443.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL connection URL (postgres://user:pass@host:port/db?sslmode=...). Overrides the ARK_POSTGRES_* settings.
+    #[arg(long, env = "ARK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[arg(long = "postgres-host", env = "ARK_POSTGRES_HOST")]
+    pub host: Option<String>,
+    #[arg(
+        long = "postgres-port",
+        env = "ARK_POSTGRES_PORT",
+        default_value_t = 5432
+    )]
+    pub port: u16,
+    #[arg(
+        long = "postgres-database",
+        env = "ARK_POSTGRES_DATABASE",
+        default_value = "ark"
+    )]
+    pub database: String,
+    #[arg(long = "postgres-user", env = "ARK_POSTGRES_USER")]
+    pub user: Option<String>,
+    #[arg(
+        long = "postgres-password",
+        env = "ARK_POSTGRES_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// A file holding the password (e.g. a mounted Secret); trailing newlines are ignored.
+    #[arg(long = "postgres-password-file", env = "ARK_POSTGRES_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// disable, require, verify-ca or verify-full. A sslmode in --database-url wins.
+    #[arg(
+        long = "postgres-ssl-mode",
+        env = "ARK_POSTGRES_SSL_MODE",
+        default_value = "require"
+    )]
+    pub ssl_mode: String,
+    /// CA certificate (PEM) for verify-ca and verify-full.
+    #[arg(long = "postgres-ssl-root-cert", env = "ARK_POSTGRES_SSL_ROOT_CERT")]
+    pub ssl_root_cert: Option<PathBuf>,
+    /// Maximum database connections in the pool.
+    #[arg(long, env = "ARK_POOL_SIZE", default_value_t = 40)]
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Authentication mode. Only `off` exists until delegated authentication lands; it must be chosen explicitly.
+    #[arg(long, env = "ARK_AUTH_MODE")]
+    pub auth_mode: Option<String>,
+    /// Do not apply migrations at start; refuse to start unless the schema is current.
+    #[arg(long, env = "ARK_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ARK_APISERVER_BIND", default_value = "0.0.0.0:6443")]
+    pub bind: String,
+    /// Overrides the port of --bind.
+    #[arg(long, env = "ARK_APISERVER_PORT")]
+    pub port: Option<u16>,
+    /// PEM certificate to serve; without it a self-signed certificate is generated.
+    #[arg(long, env = "ARK_TLS_CERT_FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "ARK_TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// A directory of extra CustomResourceDefinition YAML files (group ark.mckinsey.com) to serve.
+    #[arg(long, env = "ARK_CRD_DIR")]
+    pub crd_dir: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (objects may exceed etcd's 1.5 MiB ceiling).
+    #[arg(long, env = "ARK_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most API writes of one kind committed in one transaction.
+    #[arg(long, env = "ARK_WRITE_BATCH_SIZE", default_value_t = 256)]
+    pub write_batch_size: usize,
+    /// How long soft-deleted rows are kept before they are purged (e.g. 90s, 30m, 1h).
+    #[arg(long, env = "ARK_DELETED_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    pub deleted_retention: Duration,
+    /// Log filter, as RUST_LOG (e.g. info, ark_apiserver=debug).
+    #[arg(long, env = "ARK_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Keep the database here across runs (created if missing). Without it the data is thrown away on exit.
+    #[arg(long, env = "ARK_DEV_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where to write the kubeconfig (default: next to the data).
+    #[arg(long, env = "ARK_DEV_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no database configured: set --database-url (ARK_DATABASE_URL) or ARK_POSTGRES_HOST and ARK_POSTGRES_USER")]
+    NoDatabase,
+    #[error("ARK_POSTGRES_USER (--postgres-user) is required with ARK_POSTGRES_HOST")]
+    NoUser,
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    #[error("cannot read the password file {path}: {error}")]
+    PasswordFile { path: String, error: String },
+    #[error("ARK_POSTGRES_SSL_MODE: {0}")]
+    SslMode(String),
+    #[error("invalid --bind {0:?}: expected host:port, e.g. 0.0.0.0:6443")]
+    Bind(String),
+    #[error("--auth-mode is required: authentication is not implemented yet, so start with --auth-mode off (ARK_AUTH_MODE=off) to serve without it")]
+    AuthModeMissing,
+    #[error("--auth-mode {0:?} is not supported: the only mode is `off` until delegated authentication lands")]
+    AuthModeUnknown(String),
+    #[error("--pool-size must be at least 2 (one connection writes while others read)")]
+    PoolSize,
+}
+
+impl DbArgs {
+    pub fn resolve(&self) -> Result<DbConfig, ConfigError> {
+        if self.pool_size < 2 {
+            return Err(ConfigError::PoolSize);
+        }
+        let mut ssl_mode = SslMode::from_str(&self.ssl_mode).map_err(ConfigError::SslMode)?;
+        let mut root_cert = self.ssl_root_cert.clone();
+        let pg = if let Some(url) = &self.database_url {
+            let (rest, url_mode, url_root) = split_ssl_params(url);
+            if let Some(m) = url_mode {
+                ssl_mode = SslMode::from_str(&m).map_err(ConfigError::SslMode)?;
+            }
+            if url_root.is_some() {
+                root_cert = url_root.map(PathBuf::from);
+            }
+            tokio_postgres::Config::from_str(&rest)
+                .map_err(|e| ConfigError::BadUrl(e.to_string()))?
+        } else {
+            let host = self.host.as_deref().ok_or(ConfigError::NoDatabase)?;
+            let user = self.user.as_deref().ok_or(ConfigError::NoUser)?;
+            let mut c = tokio_postgres::Config::new();
+            c.host(host)
+                .port(self.port)
+                .dbname(&self.database)
+                .user(user);
+            let password = match (&self.password, &self.password_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| ConfigError::PasswordFile {
+                            path: f.display().to_string(),
+                            error: e.to_string(),
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                ),
+                (None, None) => None,
+            };
+            if let Some(p) = password {
+                c.password(p);
+            }
+            c
+        };
+        let mut pg = pg;
+        pg.application_name("ark-apiserver");
+        pg.connect_timeout(Duration::from_secs(10));
+        Ok(DbConfig {
+            pg,
+            ssl_mode,
+            root_cert,
+            pool_size: self.pool_size,
+        })
+    }
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL or key=value connection string, since
+/// tokio-postgres knows only disable/prefer/require and TLS verification is done here.
+pub fn split_ssl_params(conn: &str) -> (String, Option<String>, Option<String>) {
+    let mut mode = None;
+    let mut root = None;
+    if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+        let Some((base, query)) = conn.split_once('?') else {
+            return (conn.to_string(), None, None);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| match kv.split_once('=') {
+                Some(("sslmode", v)) => {
+                    mode = Some(v.to_string());
+                    false
+                }
+                Some(("sslrootcert", v)) => {
+                    root = Some(v.to_string());
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (rest, mode, root)
+    } else {
+        let kept: Vec<&str> = conn
+            .split_whitespace()
+            .filter(|kv| match kv.split_once('=') {
+                Some(("sslmode", v)) => {
+                    mode = Some(v.to_string());
+                    false
+                }
+                Some(("sslrootcert", v)) => {
+                    root = Some(v.to_string());
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        (kept.join(" "), mode, root)
+    }
+}
+
+impl ServerArgs {
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let mut addr: SocketAddr = self
+            .bind
+            .parse()
+            .map_err(|_| ConfigError::Bind(self.bind.clone()))?;
+        if let Some(p) = self.port {
+            addr.set_port(p);
+        }
+        Ok(addr)
+    }
+}
+
+impl ServeArgs {
+    pub fn check_auth_mode(&self) -> Result<(), ConfigError> {
+        match self.auth_mode.as_deref() {
+            None => Err(ConfigError::AuthModeMissing),
+            Some("off") => Ok(()),
+            Some(other) => Err(ConfigError::AuthModeUnknown(other.to_string())),
+        }
+    }
+}
+
+/// Durations like `90s`, `30m`, `1h`, `2d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 90s, 30m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("invalid duration {s:?}: unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssl_params_are_taken_out_of_urls_and_keyword_strings() {
+        let (rest, mode, root) = split_ssl_params(
+            "postgres://u:p@h:5/db?sslmode=verify-full&sslrootcert=/ca.pem&application_name=x",
+        );
+        assert_eq!(rest, "postgres://u:p@h:5/db?application_name=x");
+        assert_eq!(mode.as_deref(), Some("verify-full"));
+        assert_eq!(root.as_deref(), Some("/ca.pem"));
+        let (rest, mode, _) = split_ssl_params("host=h user=u sslmode=disable");
+        assert_eq!(rest, "host=h user=u");
+        assert_eq!(mode.as_deref(), Some("disable"));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
+        assert!(parse_duration("1w").is_err());
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_an_explicit_auth_mode() {
+        let cli = Cli::try_parse_from([
+            "ark-apiserver",
+            "serve",
+            "--database-url",
+            "postgres://u@h/db",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("serve")
+        };
+        assert!(matches!(
+            s.check_auth_mode(),
+            Err(ConfigError::AuthModeMissing)
+        ));
+    }
+
+    #[test]
+    fn the_port_variable_overrides_the_bind_port() {
+        let cli = Cli::try_parse_from(["ark-apiserver", "serve", "--port", "7443"]).unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(s.server.bind_addr().unwrap().port(), 7443);
+    }
+}

@@ -1,0 +1,345 @@
+//! A private PostgreSQL cluster started with the machine's `initdb` and `pg_ctl`: the
+//! embedded default of `ark-apiserver dev`, and the database the integration tests use.
+//!
+//! PostgreSQL refuses to run as root, so when this process is root the cluster's files are
+//! given to the `postgres` user and its tools run through `runuser`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(
+        "no PostgreSQL 15+ server binaries found (looked for initdb and pg_ctl on PATH and in /usr/lib/postgresql/*/bin). \
+         Install them (Debian/Ubuntu: apt-get install postgresql; Fedora: dnf install postgresql-server; macOS: brew install postgresql@16), \
+         or run `ark-apiserver serve --database-url postgres://...` against an existing PostgreSQL 15+ with wal_level=logical."
+    )]
+    NoBinaries,
+    #[error("running as root, but there is no `postgres` user to run PostgreSQL as (initdb refuses root): create one (useradd -r postgres) or run as a normal user")]
+    NoPostgresUser,
+    #[error("{step} failed: {detail}")]
+    Step { step: String, detail: String },
+}
+
+fn step(step: &str, detail: impl ToString) -> EmbeddedError {
+    EmbeddedError::Step {
+        step: step.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// A running cluster. Stopping is explicit ([`Cluster::stop`]); dropping also stops it.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    base: PathBuf,
+    data: PathBuf,
+    port: u16,
+    run_as: Option<String>,
+    keep: bool,
+    stopped: bool,
+}
+
+/// Settings every cluster gets: logical replication on, loopback only, its own socket dir.
+fn settings(port: u16, socket_dir: &Path, fast: bool) -> String {
+    let mut s = format!(
+        "\n# ark-apiserver embedded settings\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+         wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\nwal_sender_timeout = '10s'\n\
+         max_connections = 300\nshared_buffers = '128MB'\n",
+        socket_dir.display()
+    );
+    if fast {
+        // Test clusters trade durability for speed; nothing in them must survive a crash.
+        s.push_str("fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n");
+    }
+    s
+}
+
+/// Finds `initdb`/`pg_ctl` of PostgreSQL 15 or later.
+pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut dirs: Vec<(u32, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .map(|v| (v, e.path().join("bin")))
+            })
+            .filter(|(v, _)| *v >= 15)
+            .collect();
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.extend(dirs.into_iter().map(|(_, p)| p));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path));
+    }
+    for dir in candidates {
+        let pg_ctl = dir.join("pg_ctl");
+        if dir.join("initdb").is_file()
+            && pg_ctl.is_file()
+            && major_version(&pg_ctl).is_some_and(|v| v >= 15)
+        {
+            return Ok(dir);
+        }
+    }
+    Err(EmbeddedError::NoBinaries)
+}
+
+fn major_version(pg_ctl: &Path) -> Option<u32> {
+    let out = Command::new(pg_ctl).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "pg_ctl (PostgreSQL) 15.18 (Debian ...)"
+    text.split_whitespace()
+        .nth(2)?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process just created is its effective user.
+    let probe = std::env::temp_dir().join(format!("ark-uid-probe-{}", std::process::id()));
+    let uid = std::fs::write(&probe, b"")
+        .and_then(|_| std::fs::metadata(&probe))
+        .map(|m| m.uid());
+    let _ = std::fs::remove_file(&probe);
+    uid.is_ok_and(|u| u == 0)
+}
+
+/// A free TCP port on loopback (released before PostgreSQL binds it; the window is tiny).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    /// Starts a cluster. With `data_dir`, data lives there and is kept; otherwise it goes in
+    /// a fresh temporary directory removed on stop. `fast` turns off fsync (tests).
+    pub fn start(data_dir: Option<&Path>, fast: bool) -> Result<Cluster, EmbeddedError> {
+        let bin = find_binaries()?;
+        let run_as = if is_root() {
+            let ok = Command::new("id")
+                .args(["-u", "postgres"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if !ok.is_ok_and(|s| s.success()) {
+                return Err(EmbeddedError::NoPostgresUser);
+            }
+            Some("postgres".to_string())
+        } else {
+            None
+        };
+        let (base, keep) = match data_dir {
+            Some(d) => (d.to_path_buf(), true),
+            None => {
+                let dir = std::env::temp_dir().join(format!(
+                    "ark-pg-{}-{}",
+                    std::process::id(),
+                    rand::random::<u32>()
+                ));
+                (dir, false)
+            }
+        };
+        std::fs::create_dir_all(&base).map_err(|e| step("creating the data directory", e))?;
+        // The base stays traversable so the postgres user can reach its data below it.
+        set_mode(&base, 0o755)?;
+        let base = base
+            .canonicalize()
+            .map_err(|e| step("resolving the data directory", e))?;
+        let data = base.join("pgdata");
+        let port = free_port().map_err(|e| step("finding a free port", e))?;
+        let c = Cluster {
+            bin,
+            base,
+            data,
+            port,
+            run_as,
+            keep,
+            stopped: false,
+        };
+        if !c.data.join("PG_VERSION").exists() {
+            std::fs::create_dir_all(&c.data).map_err(|e| step("creating pgdata", e))?;
+            set_mode(&c.data, 0o700)?;
+            c.chown(&c.base.clone())?;
+            c.run(
+                "initdb",
+                &[
+                    "-D",
+                    &c.data.display().to_string(),
+                    "-U",
+                    "ark",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
+            )?;
+        } else {
+            c.chown(&c.base.clone())?;
+        }
+        // Settings are rewritten on each start (port changes); a trailing block wins.
+        let conf = c.data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap_or_default();
+        if let Some(i) = text.find("\n# ark-apiserver embedded settings") {
+            text.truncate(i);
+        }
+        text.push_str(&settings(port, &c.base, fast));
+        std::fs::write(&conf, text).map_err(|e| step("writing postgresql.auto.conf", e))?;
+        c.chown(&conf)?;
+        let log = c.base.join("postgres.log");
+        c.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &c.data.display().to_string(),
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        Ok(c)
+    }
+
+    fn chown(&self, path: &Path) -> Result<(), EmbeddedError> {
+        if let Some(user) = &self.run_as {
+            let st = Command::new("chown")
+                .args(["-R", &format!("{user}:{user}"), &path.display().to_string()])
+                .status()
+                .map_err(|e| step("chown", e))?;
+            if !st.success() {
+                return Err(step("chown", format!("exit status {st}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<(), EmbeddedError> {
+        let exe = self.bin.join(tool);
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(&self.base)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| step(tool, e))?;
+        if !out.status.success() {
+            let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if tool == "pg_ctl" {
+                if let Ok(log) = std::fs::read_to_string(self.base.join("postgres.log")) {
+                    let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                    detail.push_str("\nserver log:\n");
+                    detail.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                }
+            }
+            return Err(step(tool, detail));
+        }
+        Ok(())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    pub fn base_dir(&self) -> &Path {
+        &self.base
+    }
+
+    /// A URL for `database` as the cluster's superuser `ark`.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://ark@127.0.0.1:{}/{database}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Stops the server (fast mode) and removes a temporary data directory.
+    pub fn stop(&mut self) -> Result<(), EmbeddedError> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        let r = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+        r
+    }
+
+    /// Restarts the server in place (same port, same data).
+    pub fn restart(&self) -> Result<(), EmbeddedError> {
+        let log = self.base.join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-l",
+                &log.display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        )
+    }
+
+    /// Appends settings to the cluster's configuration; they take effect at the next restart.
+    pub fn configure(&self, extra: &str) -> Result<(), EmbeddedError> {
+        let conf = self.data.join("postgresql.auto.conf");
+        let mut text =
+            std::fs::read_to_string(&conf).map_err(|e| step("reading postgresql.auto.conf", e))?;
+        text.push('\n');
+        text.push_str(extra);
+        text.push('\n');
+        std::fs::write(&conf, text).map_err(|e| step("writing postgresql.auto.conf", e))
+    }
+
+    /// The pg_ctl binary directory in use.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), EmbeddedError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| step("setting permissions", e))
+}

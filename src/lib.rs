@@ -1,0 +1,12 @@
+//! ark-apiserver: the `ark.mckinsey.com` API group served from PostgreSQL as a Kubernetes
+//! aggregated API server. See ARCHITECTURE.md for the map of the modules.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod embedded;
+pub mod k8s;
+pub mod metrics;
+pub mod registry;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,197 @@
+//! The `ark-apiserver` command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use ark_apiserver::app::{self, ServeOptions};
+use ark_apiserver::config::{Cli, Command, DevArgs, ServeArgs, ServerArgs};
+use ark_apiserver::embedded::Cluster;
+use ark_apiserver::store::connect::{DbConfig, SslMode};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match &cli.command {
+        Command::Serve(s) => s.server.log_level.clone(),
+        Command::Dev(d) => d.server.log_level.clone(),
+        Command::Migrate(_) => "info".to_string(),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::Dev(args) => dev(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn options(db: DbConfig, server: &ServerArgs) -> Result<ServeOptions, String> {
+    let mut o = ServeOptions::new(db, server.bind_addr().map_err(|e| e.to_string())?);
+    o.tls_cert_file = server.tls_cert_file.clone();
+    o.tls_key_file = server.tls_private_key_file.clone();
+    o.crd_dir = server.crd_dir.clone();
+    o.max_body_bytes = server.max_body_bytes;
+    o.write_batch_size = server.write_batch_size;
+    o.deleted_retention = server.deleted_retention;
+    Ok(o)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    args.check_auth_mode().map_err(|e| e.to_string())?;
+    tracing::warn!("authentication is off (--auth-mode off): every request is served; do not expose this port beyond the aggregator");
+    let db = args.db.resolve().map_err(|e| e.to_string())?;
+    let mut o = options(db, &args.server)?;
+    o.skip_migrations = args.skip_migrations;
+    run_until_signal(o, None).await
+}
+
+async fn migrate(args: ark_apiserver::config::MigrateArgs) -> Result<(), String> {
+    let db = args.db.resolve().map_err(|e| e.to_string())?;
+    let applied = app::run_migrate(&db).await.map_err(|e| e.to_string())?;
+    if applied.is_empty() {
+        println!(
+            "schema is up to date (version {})",
+            ark_apiserver::store::migrate::latest_version()
+        );
+    } else {
+        println!(
+            "applied migrations {applied:?}; schema is at version {}",
+            ark_apiserver::store::migrate::latest_version()
+        );
+    }
+    Ok(())
+}
+
+async fn dev(mut args: DevArgs) -> Result<(), String> {
+    // The dev server is for this machine only, unless --bind says otherwise.
+    if args.server.bind == "0.0.0.0:6443" {
+        args.server.bind = "127.0.0.1:6443".into();
+    }
+    let data_dir = args.data_dir.clone();
+    let mut cluster =
+        tokio::task::spawn_blocking(move || Cluster::start(data_dir.as_deref(), false))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    eprintln!(
+        "PostgreSQL {} running on 127.0.0.1:{} (data in {})",
+        "dev cluster",
+        cluster.port(),
+        cluster.base_dir().display()
+    );
+    let result = async {
+        ensure_database(&cluster.url("postgres"), "ark").await?;
+        let mut pg: tokio_postgres::Config = cluster
+            .url("ark")
+            .replace("?sslmode=disable", "")
+            .parse()
+            .map_err(|e: tokio_postgres::Error| e.to_string())?;
+        pg.application_name("ark-apiserver");
+        let db = DbConfig {
+            pg,
+            ssl_mode: SslMode::Disable,
+            root_cert: None,
+            pool_size: 20,
+        };
+        let o = options(db, &args.server)?;
+        let kubeconfig = args
+            .kubeconfig
+            .clone()
+            .unwrap_or_else(|| cluster.base_dir().join("kubeconfig"));
+        run_until_signal(o, Some(kubeconfig)).await
+    }
+    .await;
+    eprintln!("stopping PostgreSQL");
+    let stop = tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .map_err(|e| e.to_string())?;
+    result?;
+    stop.map_err(|e| e.to_string())
+}
+
+async fn ensure_database(admin_url: &str, name: &str) -> Result<(), String> {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    drop(client);
+    let _ = conn.await;
+    Ok(())
+}
+
+async fn run_until_signal(
+    o: ServeOptions,
+    kubeconfig: Option<std::path::PathBuf>,
+) -> Result<(), String> {
+    let mut running = app::start(o).await.map_err(|e| e.to_string())?;
+    if let Some(path) = &kubeconfig {
+        app::write_kubeconfig(path, running.addr, &running.cert_pem)
+            .map_err(|e| format!("cannot write the kubeconfig {}: {e}", path.display()))?;
+    }
+    let init = &mut running.init;
+    let mut init_done = false;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            r = &mut *init, if !init_done => {
+                init_done = true;
+                match r {
+                    Ok(Ok(())) => {
+                        if let Some(path) = &kubeconfig {
+                            eprintln!("\nark-apiserver is serving on https://{}\n\n    export KUBECONFIG={}\n    kubectl api-resources --api-group=ark.mckinsey.com\n", running.addr, path.display());
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        running.stop().await;
+                        return Err(e.to_string());
+                    }
+                    Err(e) => {
+                        running.stop().await;
+                        return Err(format!("startup task failed: {e}"));
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Prometheus metrics: the recorder and the names the server records.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets in seconds, from sub-millisecond reads to slow writes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use. Tests start several servers in
+/// one process; they share it. `None` if another recorder was installed first.
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE.get_or_init(install).clone()
+}
+
+fn install() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("apiserver_request_duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .ok()?
+        .set_buckets_for_metric(
+            Matcher::Full("ark_store_write_batch_size".into()),
+            BATCH_BUCKETS,
+        )
+        .ok()?;
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).ok()?;
+    Some(handle)
+}
+
+/// One API request: counted by verb, resource and HTTP code; timed by verb and resource.
+pub fn record_request(verb: &'static str, resource: &str, code: u16, took: Duration) {
+    let resource = resource.to_string();
+    metrics::counter!("apiserver_request_total", "verb" => verb, "resource" => resource.clone(), "code" => code.to_string()).increment(1);
+    metrics::histogram!("apiserver_request_duration_seconds", "verb" => verb, "resource" => resource).record(took.as_secs_f64());
+}
+
+/// Pool use, sampled when /metrics is scraped.
+pub fn record_pool(pool: &deadpool_postgres::Pool) {
+    let s = pool.status();
+    metrics::gauge!("ark_db_pool_max_size").set(s.max_size as f64);
+    metrics::gauge!("ark_db_pool_size").set(s.size as f64);
+    metrics::gauge!("ark_db_pool_available").set(s.available as f64);
+    metrics::gauge!("ark_db_pool_in_use").set(s.size.saturating_sub(s.available) as f64);
+    metrics::gauge!("ark_db_pool_waiting").set(s.waiting as f64);
+}

@@ -1,0 +1,370 @@
+//! Options of the verbs (ListOptions, DeleteOptions, the write options), parsed from query
+//! parameters and bodies with kube's rules and messages.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::k8s::object;
+use crate::k8s::resource::ResourceDef;
+use crate::k8s::selector::{FieldSelector, LabelSelector};
+use crate::k8s::status::{ApiError, FieldError, ResourceRef};
+
+/// The fields every custom resource supports in field selectors.
+pub const SELECTABLE_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+
+fn last<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn parse_bool(q: &[(String, String)], key: &str) -> Result<Option<bool>, ApiError> {
+    match last(q, key) {
+        None => Ok(None),
+        Some("true" | "1" | "True" | "TRUE" | "t" | "T") => Ok(Some(true)),
+        Some("false" | "0" | "False" | "FALSE" | "f" | "F" | "") => Ok(Some(false)),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "invalid boolean value {v:?} for query parameter {key:?}"
+        ))),
+    }
+}
+
+fn parse_int(q: &[(String, String)], key: &str) -> Result<Option<i64>, ApiError> {
+    last(q, key)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid integer value {v:?} for query parameter {key:?}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub watch: bool,
+    pub timeout_seconds: Option<i64>,
+    pub allow_watch_bookmarks: bool,
+    pub send_initial_events: Option<bool>,
+}
+
+impl ListOptions {
+    pub fn parse(q: &[(String, String)]) -> Result<Self, ApiError> {
+        let labels = match last(q, "labelSelector") {
+            Some(s) => LabelSelector::parse(s).map_err(ApiError::bad_request)?,
+            None => LabelSelector::everything(),
+        };
+        let fields = match last(q, "fieldSelector") {
+            Some(s) => FieldSelector::parse(s, SELECTABLE_FIELDS).map_err(ApiError::bad_request)?,
+            None => FieldSelector::parse("", SELECTABLE_FIELDS).map_err(ApiError::bad_request)?,
+        };
+        let limit = match parse_int(q, "limit")? {
+            None | Some(0) => None,
+            Some(n) if n < 0 => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: Invalid value: {n}: must be greater than or equal to 0"
+                )))
+            }
+            Some(n) => Some(n as usize),
+        };
+        let continue_token = last(q, "continue")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let resource_version = last(q, "resourceVersion")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let resource_version_match = last(q, "resourceVersionMatch")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if continue_token.is_some() && resource_version.as_deref().is_some_and(|v| v != "0") {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        if let Some(m) = &resource_version_match {
+            if !matches!(m.as_str(), "NotOlderThan" | "Exact") {
+                return Err(ApiError::bad_request(format!(
+                    "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
+                )));
+            }
+        }
+        if let Some(rv) = &resource_version {
+            if rv.parse::<u64>().is_err() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid resource version {rv:?}: resourceVersion must be a decimal integer"
+                )));
+            }
+        }
+        Ok(ListOptions {
+            labels,
+            fields,
+            limit,
+            continue_token,
+            resource_version,
+            resource_version_match,
+            watch: parse_bool(q, "watch")?.unwrap_or(false),
+            timeout_seconds: parse_int(q, "timeoutSeconds")?,
+            allow_watch_bookmarks: parse_bool(q, "allowWatchBookmarks")?.unwrap_or(false),
+            send_initial_events: parse_bool(q, "sendInitialEvents")?,
+        })
+    }
+}
+
+/// Options shared by create, update, patch and delete.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    /// The manager recorded in managedFields.
+    pub field_manager: String,
+}
+
+impl WriteOptions {
+    pub fn parse(q: &[(String, String)], user_agent: Option<&str>) -> Result<Self, ApiError> {
+        let mut dry_run = false;
+        for (k, v) in q {
+            if k == "dryRun" {
+                match v.as_str() {
+                    "All" => dry_run = true,
+                    "" => {}
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+                        )));
+                    }
+                }
+            }
+        }
+        let field_manager = match last(q, "fieldManager") {
+            Some(m) if !m.is_empty() => {
+                if m.len() > 128 {
+                    return Err(ApiError::bad_request(format!(
+                        "fieldManager: Too long: may not be more than 128 bytes (got {} bytes)",
+                        m.len()
+                    )));
+                }
+                m.to_string()
+            }
+            // kube names the manager after the client's user agent, up to the first '/'.
+            _ => user_agent
+                .and_then(|u| u.split('/').next())
+                .filter(|s| !s.is_empty())
+                .unwrap_or("unknown")
+                .chars()
+                .take(128)
+                .collect(),
+        };
+        Ok(WriteOptions {
+            dry_run,
+            field_manager,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub orphan_dependents: Option<bool>,
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl DeleteOptions {
+    /// From an optional `DeleteOptions` body and query parameters (the body wins, as in kube).
+    pub fn parse(body: &[u8], q: &[(String, String)]) -> Result<Self, ApiError> {
+        let mut o = DeleteOptions {
+            propagation_policy: last(q, "propagationPolicy").map(str::to_string),
+            orphan_dependents: parse_bool(q, "orphanDependents")?,
+            grace_period_seconds: parse_int(q, "gracePeriodSeconds")?,
+            ..Default::default()
+        };
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request(
+                    "invalid DeleteOptions: the body must be a JSON object",
+                ));
+            }
+            let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+            o.precondition_uid = s("/preconditions/uid");
+            o.precondition_rv = s("/preconditions/resourceVersion");
+            if let Some(p) = s("/propagationPolicy") {
+                o.propagation_policy = Some(p);
+            }
+            if let Some(b) = v.get("orphanDependents").and_then(Value::as_bool) {
+                o.orphan_dependents = Some(b);
+            }
+            if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+                o.grace_period_seconds = Some(g);
+            }
+        }
+        if let Some(p) = &o.propagation_policy {
+            if !matches!(p.as_str(), "Foreground" | "Background" | "Orphan") {
+                return Err(ApiError::invalid(
+                    ResourceRef {
+                        group: "meta.k8s.io",
+                        plural: "deleteoptions",
+                        kind: "DeleteOptions",
+                    },
+                    "",
+                    vec![FieldError::not_supported(
+                        "propagationPolicy",
+                        json!(p),
+                        &["Foreground", "Background", "Orphan"],
+                    )],
+                ));
+            }
+            if o.orphan_dependents.is_some() {
+                return Err(ApiError::invalid(
+                    ResourceRef {
+                        group: "meta.k8s.io",
+                        plural: "deleteoptions",
+                        kind: "DeleteOptions",
+                    },
+                    "",
+                    vec![FieldError::invalid(
+                        "propagationPolicy",
+                        json!(p),
+                        "orphanDependents and deletionPropagation cannot be both set",
+                    )],
+                ));
+            }
+        }
+        Ok(o)
+    }
+
+    /// The finalizer kube's garbage collector honours for the requested propagation.
+    pub fn gc_finalizer(&self) -> Option<&'static str> {
+        match (self.propagation_policy.as_deref(), self.orphan_dependents) {
+            (Some("Orphan"), _) | (None, Some(true)) => Some("orphan"),
+            (Some("Foreground"), _) => Some("foregroundDeletion"),
+            _ => None,
+        }
+    }
+
+    pub fn check_preconditions(&self, def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+        let name = object::name(obj);
+        if let Some(uid) = &self.precondition_uid {
+            if uid != object::uid(obj) {
+                return Err(ApiError::conflict(
+                    def.resource_ref(),
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        object::uid(obj)
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = &self.precondition_rv {
+            if rv != object::resource_version(obj) {
+                return Err(ApiError::conflict(
+                    def.resource_ref(),
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        object::resource_version(obj)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the next page of a list starts, and the resourceVersion of the listing it continues.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContinueToken {
+    pub resource_version: i64,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ContinueToken {
+    pub fn encode(&self) -> String {
+        let v = json!({"v": "ark.mckinsey.com/continue-v1", "rv": self.resource_version, "ns": self.namespace, "name": self.name});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    pub fn decode(s: &str) -> Result<Self, ApiError> {
+        let bad = |why: String| ApiError::bad_request(format!("continue key is not valid: {why}"));
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .map_err(|e| bad(e.to_string()))?;
+        let v: Value = serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+        if v.get("v").and_then(Value::as_str) != Some("ark.mckinsey.com/continue-v1") {
+            return Err(bad("unknown token version".into()));
+        }
+        let rv = v
+            .get("rv")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad("missing resourceVersion".into()))?;
+        let ns = v
+            .get("ns")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("missing start key".into()))?;
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("missing start key".into()))?;
+        Ok(ContinueToken {
+            resource_version: rv,
+            namespace: ns.into(),
+            name: name.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_token_round_trips_and_garbage_is_a_bad_request() {
+        let t = ContinueToken {
+            resource_version: 42,
+            namespace: "ns".into(),
+            name: "a".into(),
+        };
+        assert_eq!(ContinueToken::decode(&t.encode()).unwrap(), t);
+        let e = ContinueToken::decode("!!!").unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(e.message.starts_with("continue key is not valid"));
+    }
+
+    #[test]
+    fn unknown_dry_run_value_is_rejected() {
+        let q = vec![("dryRun".to_string(), "Some".to_string())];
+        assert_eq!(WriteOptions::parse(&q, None).unwrap_err().code, 400);
+        let q = vec![("dryRun".to_string(), "All".to_string())];
+        assert!(
+            WriteOptions::parse(&q, Some("kubectl/v1.35.0 (linux/amd64)"))
+                .unwrap()
+                .dry_run
+        );
+    }
+
+    #[test]
+    fn field_manager_defaults_to_user_agent_prefix() {
+        let o = WriteOptions::parse(&[], Some("kubectl/v1.35.0 (linux/amd64)")).unwrap();
+        assert_eq!(o.field_manager, "kubectl");
+    }
+
+    #[test]
+    fn orphan_policy_adds_the_orphan_finalizer() {
+        let o = DeleteOptions::parse(br#"{"propagationPolicy":"Orphan"}"#, &[]).unwrap();
+        assert_eq!(o.gc_finalizer(), Some("orphan"));
+        let e = DeleteOptions::parse(br#"{"propagationPolicy":"Sideways"}"#, &[]).unwrap_err();
+        assert_eq!(e.code, 422);
+    }
+}

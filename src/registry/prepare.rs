@@ -1,0 +1,294 @@
+//! Per-verb preparation and validation of objects: kube's custom-resource strategy.
+
+use serde_json::{json, Map, Value};
+
+use super::Subresource;
+use crate::k8s::object::{self, format_time, meta_mut, now, without_metadata};
+use crate::k8s::resource::ResourceDef;
+use crate::k8s::status::{ApiError, FieldError};
+use crate::k8s::validation;
+
+/// The ObjectMeta fields kube keeps; anything else under `metadata` is pruned, as kube
+/// prunes metadata of custom resources.
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// Checks the body is an object of this kind's group and a served version.
+pub fn decode_body(def: &ResourceDef, body: Value) -> Result<Value, ApiError> {
+    let Value::Object(mut top) = body else {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    };
+    let api_version = top
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = top
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            short_json(&Value::Object(top))
+        )));
+    }
+    if api_version.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'apiVersion' is missing in '{}'",
+            short_json(&Value::Object(top))
+        )));
+    }
+    let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+    if group != def.group {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            def.api_version
+        )));
+    }
+    if !top.get("metadata").is_some_and(Value::is_object) {
+        if top.get("metadata").is_some_and(|m| !m.is_null()) {
+            return Err(ApiError::bad_request("metadata must be a JSON object"));
+        }
+        top.insert("metadata".into(), json!({}));
+    }
+    Ok(Value::Object(top))
+}
+
+fn short_json(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 512 {
+        let mut end = 512;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    } else {
+        s
+    }
+}
+
+/// The namespace in the URL and in the body must agree; an empty body namespace takes the URL's.
+pub fn check_namespace(def: &ResourceDef, url_ns: &str, obj: &mut Value) -> Result<(), ApiError> {
+    let m = meta_mut(obj);
+    let body_ns = m
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !def.namespaced {
+        m.remove("namespace");
+        return Ok(());
+    }
+    if body_ns.is_empty() {
+        m.insert("namespace".into(), json!(url_ns));
+    } else if body_ns != url_ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+fn prune_metadata(m: &mut Map<String, Value>) {
+    m.retain(|k, _| OBJECT_META_FIELDS.contains(&k.as_str()));
+    m.remove("selfLink");
+}
+
+/// Server-set fields on create: uid, creationTimestamp, generation; status dropped when the
+/// kind has a status subresource; unknown fields pruned and defaults applied.
+pub fn for_create(def: &ResourceDef, obj: &mut Value) {
+    if def.has_status {
+        if let Some(top) = obj.as_object_mut() {
+            top.remove("status");
+        }
+    }
+    let m = meta_mut(obj);
+    prune_metadata(m);
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(format_time(now())));
+    m.insert("generation".into(), json!(1));
+    def.schema.prune(obj);
+    def.schema.apply_defaults(obj);
+}
+
+/// kube's `ValidateTypeMeta` for custom resources.
+fn validate_type_meta(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != def.kind {
+        errs.push(FieldError::invalid(
+            "kind",
+            json!(kind),
+            format!("must be {}", def.kind),
+        ));
+    }
+    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if av != def.api_version {
+        errs.push(FieldError::invalid(
+            "apiVersion",
+            json!(av),
+            format!("must be {}", def.api_version),
+        ));
+    }
+    errs
+}
+
+fn invalid(def: &ResourceDef, obj: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            def.resource_ref(),
+            object::name(obj),
+            errs,
+        ))
+    }
+}
+
+pub fn validate_create(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    let errs = validate_type_meta(def, obj);
+    invalid(def, obj, errs)?;
+    let mut errs = def.schema.validate(obj);
+    if let Some(m) = object::meta(obj) {
+        errs.extend(validation::validate_object_meta(m, def.namespaced));
+    }
+    invalid(def, obj, errs)
+}
+
+/// Carries over what an update may not change, separates spec from status, and sets
+/// `generation`, as kube's strategies do for the main resource and for `/status`.
+pub fn for_update(def: &ResourceDef, old: &Value, new: &mut Value, sub: Subresource) {
+    // managedFields omitted means "unchanged"; an explicit empty list resets them.
+    let new_managed = object::meta(new)
+        .and_then(|m| m.get("managedFields"))
+        .cloned();
+    match sub {
+        Subresource::Status => {
+            let status = new.get("status").cloned();
+            let mut replaced = old.clone();
+            if let Some(top) = replaced.as_object_mut() {
+                match status {
+                    Some(s) => {
+                        top.insert("status".into(), s);
+                    }
+                    None => {
+                        top.remove("status");
+                    }
+                }
+            }
+            *new = replaced;
+        }
+        Subresource::Main => {
+            if def.has_status {
+                if let Some(top) = new.as_object_mut() {
+                    match old.get("status") {
+                        Some(s) => {
+                            top.insert("status".into(), s.clone());
+                        }
+                        None => {
+                            top.remove("status");
+                        }
+                    }
+                }
+            }
+            prune_metadata(meta_mut(new));
+            def.schema.prune(new);
+            def.schema.apply_defaults(new);
+        }
+    }
+    if sub == Subresource::Status {
+        def.schema.prune(new);
+        def.schema.apply_defaults(new);
+    }
+    let mut old_defaulted = old.clone();
+    def.schema.apply_defaults(&mut old_defaulted);
+    let spec_changed = without_metadata(&old_defaulted) != without_metadata(new);
+    let old_meta = object::meta(old).cloned().unwrap_or_default();
+    let m = meta_mut(new);
+    match new_managed {
+        Some(v) => {
+            m.insert("managedFields".into(), v);
+        }
+        None => match old_meta.get("managedFields") {
+            Some(v) => {
+                m.insert("managedFields".into(), v.clone());
+            }
+            None => {
+                m.remove("managedFields");
+            }
+        },
+    }
+    if m.get("uid")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        if let Some(u) = old_meta.get("uid") {
+            m.insert("uid".into(), u.clone());
+        }
+    }
+    for key in ["creationTimestamp", "deletionTimestamp"] {
+        match old_meta.get(key) {
+            Some(v) => {
+                m.insert(key.into(), v.clone());
+            }
+            None => {
+                m.remove(key);
+            }
+        }
+    }
+    if let Some(g) = old_meta.get("deletionGracePeriodSeconds") {
+        m.insert("deletionGracePeriodSeconds".into(), g.clone());
+    } else {
+        m.remove("deletionGracePeriodSeconds");
+    }
+    let old_gen = old_meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let gen = if sub == Subresource::Main && spec_changed {
+        old_gen + 1
+    } else {
+        old_gen
+    };
+    m.insert("generation".into(), json!(gen));
+}
+
+pub fn validate_update(def: &ResourceDef, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let errs = validate_type_meta(def, new);
+    invalid(def, new, errs)?;
+    let mut errs = def.schema.validate(new);
+    if let (Some(nm), Some(om)) = (object::meta(new), object::meta(old)) {
+        errs.extend(validation::validate_object_meta(nm, def.namespaced));
+        errs.extend(validation::validate_object_meta_update(nm, om));
+    }
+    invalid(def, new, errs)
+}
+
+/// Whether an update would store exactly what is stored (after defaults), in which case
+/// kube skips the write.
+pub fn same_object(def: &ResourceDef, old: &Value, new: &Value) -> bool {
+    let mut o = old.clone();
+    def.schema.apply_defaults(&mut o);
+    o == *new
+}
