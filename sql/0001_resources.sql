@@ -31,29 +31,47 @@ CREATE UNIQUE INDEX resources_live_name ON resources (kind, namespace, name) WHE
 CREATE INDEX resources_labels ON resources USING gin (labels jsonb_path_ops);
 CREATE INDEX resources_deleted_at ON resources (deleted_at) WHERE deleted_at IS NOT NULL;
 
--- One counter per kind. A writer takes the kind's counter row lock and keeps it until it
--- commits, so counter order is commit order: a transaction that gets a larger value cannot
--- commit before one holding a smaller value. See ARCHITECTURE.md, "resourceVersion".
-CREATE TABLE resource_version_counters (
-    kind  text   PRIMARY KEY,
-    value bigint NOT NULL
+-- One counter for the whole table. Every writing statement first locks the counter row
+-- (statement trigger, before it touches any row) and keeps the lock until it commits, so
+-- counter order is commit order: a transaction that gets a larger value cannot commit
+-- before one holding a smaller value. Taking the lock before any row lock is what keeps
+-- two multi-row writers from deadlocking; a statement trigger cannot know which kinds it
+-- will touch, so the counter is shared by all kinds. See ARCHITECTURE.md, "resourceVersion".
+CREATE TABLE resource_version_counter (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    value     bigint  NOT NULL
 );
+INSERT INTO resource_version_counter (singleton, value) VALUES (true, 0);
+
+CREATE FUNCTION ark_lock_resource_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- The purge removes rows already gone from the API; it needs no resourceVersion.
+    IF TG_OP = 'DELETE' AND current_setting('ark.purge', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1 FROM resource_version_counter FOR NO KEY UPDATE;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER resources_lock_resource_version
+    BEFORE INSERT OR UPDATE OR DELETE ON resources
+    FOR EACH STATEMENT EXECUTE FUNCTION ark_lock_resource_version();
 
 CREATE FUNCTION ark_assign_resource_version() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     next bigint;
 BEGIN
-    INSERT INTO resource_version_counters AS c (kind, value) VALUES (NEW.kind, 1)
-    ON CONFLICT (kind) DO UPDATE SET value = c.value + 1
-    RETURNING c.value INTO next;
+    UPDATE resource_version_counter SET value = value + 1 RETURNING value INTO next;
     NEW.resource_version := next;
     NEW.updated_at := now();
     RETURN NEW;
 END
 $$;
 
--- Every writer goes through this trigger, including a person running UPDATE in psql.
+-- Every writer goes through these triggers, including a person running UPDATE in psql.
 CREATE TRIGGER resources_assign_resource_version
     BEFORE INSERT OR UPDATE ON resources
     FOR EACH ROW EXECUTE FUNCTION ark_assign_resource_version();

@@ -50,7 +50,9 @@ fn settings(port: u16, socket_dir: &Path, fast: bool) -> String {
     );
     if fast {
         // Test clusters trade durability for speed; nothing in them must survive a crash.
-        s.push_str("fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n");
+        // synchronous_commit stays on: logical decoding only sees flushed WAL, so turning it
+        // off would delay the change stream by up to wal_writer_delay.
+        s.push_str("fsync = off\nfull_page_writes = off\n");
     }
     s
 }
@@ -324,6 +326,42 @@ impl Cluster {
         text.push_str(extra);
         text.push('\n');
         std::fs::write(&conf, text).map_err(|e| step("writing postgresql.auto.conf", e))
+    }
+
+    /// Makes sure the cluster stops even if this process dies without running destructors
+    /// (a test binary exits without dropping statics; a developer may kill -9 `dev`): a
+    /// small watcher process stops PostgreSQL when this process is gone.
+    pub fn stop_when_process_exits(&self) -> Result<(), EmbeddedError> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = match &self.run_as {
+            Some(user) => format!(
+                "runuser -u {user} -- '{}' -D '{}' -m immediate stop",
+                pg_ctl.display(),
+                self.data.display()
+            ),
+            None => format!(
+                "'{}' -D '{}' -m immediate stop",
+                pg_ctl.display(),
+                self.data.display()
+            ),
+        };
+        let cleanup = if self.keep {
+            String::new()
+        } else {
+            format!("; rm -rf '{}'", self.base.display())
+        };
+        let script = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1{cleanup}",
+            std::process::id()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| step("starting the cluster watcher", e))?;
+        Ok(())
     }
 
     /// The pg_ctl binary directory in use.

@@ -41,7 +41,7 @@ pub struct ListQuery<'a> {
 #[derive(Debug)]
 pub struct ListPage {
     pub items: Vec<Value>,
-    /// The kind's resourceVersion as of the snapshot the items were read in.
+    /// The resourceVersion as of the snapshot the items were read in.
     pub resource_version: i64,
     /// The key of the last item, when more items follow.
     pub next: Option<(String, String)>,
@@ -132,10 +132,7 @@ impl Store {
             .await
             .map_err(StoreError::from_pg)?;
         let rv_row = tx
-            .query_opt(
-                "SELECT value FROM resource_version_counters WHERE kind = $1",
-                &[&q.kind],
-            )
+            .query_opt("SELECT value FROM resource_version_counter", &[])
             .await
             .map_err(StoreError::from_pg)?;
         let stmt = tx.prepare_cached(&sql).await.map_err(StoreError::from_pg)?;

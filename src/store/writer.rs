@@ -1,10 +1,10 @@
-//! Group commit: one writer task per kind batches concurrent API writes into one transaction.
+//! Group commit: one writer task batches concurrent API writes into one transaction.
 //!
-//! The `ark_assign_resource_version` trigger holds the kind's counter row lock from a
-//! transaction's first write until it commits, which is what makes resourceVersions commit
-//! ordered. It also means one kind commits one transaction at a time. Sending every write of
-//! a kind through a single task that packs whatever is queued into one pipelined transaction
-//! turns that serialization into batching: the lock and the commit's fsync are paid once per
+//! The schema's triggers hold the resourceVersion counter's row lock from a transaction's
+//! first write until it commits, which is what makes resourceVersions commit ordered. It
+//! also means the table commits one writing transaction at a time. Sending every API write
+//! through a single task that packs whatever is queued into one pipelined transaction turns
+//! that serialization into batching: the lock and the commit's fsync are paid once per
 //! batch, not once per write, so throughput grows with concurrency instead of collapsing.
 //!
 //! Each statement is written so that the expected failures (name taken, stale
@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use deadpool_postgres::{Object, Pool};
 use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
@@ -37,16 +36,6 @@ pub enum WriteOp {
         cols: Columns,
         expected_rv: i64,
     },
-}
-
-impl WriteOp {
-    fn cols(&self) -> &Columns {
-        match self {
-            WriteOp::Create(c)
-            | WriteOp::Update { cols: c, .. }
-            | WriteOp::Delete { cols: c, .. } => c,
-        }
-    }
 }
 
 /// What a successful write assigned.
@@ -82,38 +71,25 @@ const DELETE: &str =
 
 const IS_LIVE: &str = "SELECT 1 FROM resources WHERE uid = $1 AND deleted_at IS NULL";
 
-/// The per-kind writer tasks.
+/// The handle to the writer task. The task is spawned on the runtime that creates the
+/// store (the server's main runtime, not an HTTP worker's) and ends when the handle is dropped.
 pub struct Writers {
-    pool: Pool,
-    max_batch: usize,
-    senders: DashMap<String, mpsc::Sender<Job>>,
+    sender: mpsc::Sender<Job>,
 }
 
 impl Writers {
     pub fn new(pool: Pool, max_batch: usize) -> Arc<Self> {
-        Arc::new(Writers {
-            pool,
-            max_batch: max_batch.max(1),
-            senders: DashMap::new(),
-        })
+        // Bounded, so that a stalled database pushes back on callers instead of queueing
+        // without limit; the bound is generous since each job is small.
+        let (sender, rx) = mpsc::channel(4096);
+        tokio::spawn(run(pool, rx, max_batch.max(1)));
+        Arc::new(Writers { sender })
     }
 
-    /// Queues a write on its kind's writer and waits for the outcome.
+    /// Queues a write and waits for its outcome.
     pub async fn submit(&self, op: WriteOp) -> Result<Written, StoreError> {
-        let kind = op.cols().kind.clone();
-        let sender = self
-            .senders
-            .entry(kind)
-            .or_insert_with(|| {
-                // Bounded, so that a stalled database pushes back on callers instead of
-                // queueing without limit; the bound is generous since each job is small.
-                let (tx, rx) = mpsc::channel(4096);
-                tokio::spawn(run(self.pool.clone(), rx, self.max_batch));
-                tx
-            })
-            .clone();
         let (reply, rx) = oneshot::channel();
-        sender
+        self.sender
             .send(Job { op, reply })
             .await
             .map_err(|_| StoreError::Internal("the writer task has stopped".into()))?;
