@@ -109,8 +109,17 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
-        init_logging();
         let db = TestDb::new().await;
+        Self::start_on_with(db, tweak).await
+    }
+
+    /// A server on a database the test made itself.
+    pub async fn start_on(db: TestDb) -> TestServer {
+        Self::start_on_with(db, |_| {}).await
+    }
+
+    pub async fn start_on_with(db: TestDb, tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
+        init_logging();
         let mut opts = ServeOptions::new(db.config(), "127.0.0.1:0".parse().unwrap());
         tweak(&mut opts);
         let mut running = app::start(opts).await.expect("starting the server");

@@ -1,4 +1,6 @@
 //! Integration tests: the server against real PostgreSQL clusters and real clients.
 
+mod api_errors;
 mod harness;
 mod resource_version;
+mod semantics;

@@ -299,6 +299,39 @@ impl Cluster {
         r
     }
 
+    /// Stops the server but keeps its data and port, for a later [`Cluster::resume`].
+    pub fn pause(&self) -> Result<(), EmbeddedError> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        )
+    }
+
+    /// Starts a paused server again.
+    pub fn resume(&self) -> Result<(), EmbeddedError> {
+        let log = self.base.join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+    }
+
     /// Restarts the server in place (same port, same data).
     pub fn restart(&self) -> Result<(), EmbeddedError> {
         let log = self.base.join("postgres.log");

@@ -114,7 +114,9 @@ fn scope(def: &ResourceDef, obj: &Value, sub: Subresource) -> Value {
                         .filter(|(k, _)| !SYSTEM_META.contains(&k.as_str()))
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
-                    m.insert(k.clone(), Value::Object(kept));
+                    if !kept.is_empty() {
+                        m.insert(k.clone(), Value::Object(kept));
+                    }
                 }
             }
             ("status", Subresource::Status) => {
