@@ -10,6 +10,7 @@ mod managed;
 mod options;
 mod patch;
 mod prepare;
+mod strategy;
 
 use std::sync::Arc;
 

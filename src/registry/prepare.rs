@@ -129,6 +129,7 @@ pub fn for_create(def: &ResourceDef, obj: &mut Value) {
     m.insert("creationTimestamp".into(), json!(format_time(now())));
     m.insert("generation".into(), json!(1));
     def.schema.prune(obj);
+    super::strategy::mutate(def, obj);
     def.schema.apply_defaults(obj);
 }
 
@@ -214,6 +215,7 @@ pub fn for_update(def: &ResourceDef, old: &Value, new: &mut Value, sub: Subresou
             }
             prune_metadata(meta_mut(new));
             def.schema.prune(new);
+            super::strategy::mutate(def, new);
             def.schema.apply_defaults(new);
         }
     }
