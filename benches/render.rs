@@ -25,10 +25,19 @@ fn bench(c: &mut Criterion) {
     let resources = Resources::builtin().expect("builtin definitions");
     let def = resources.get("v1alpha1", "agents").expect("agents").clone();
     let items = agents(10_000);
-    c.bench_function("list_json_10k_agents", |b| b.iter(|| serde_json::to_vec(&json!({"items": &items})).unwrap().len()));
+    c.bench_function("list_json_10k_agents", |b| {
+        b.iter(|| serde_json::to_vec(&json!({"items": &items})).unwrap().len())
+    });
     c.bench_function("list_table_10k_agents", |b| {
         b.iter(|| {
-            let t = table::render(&def.printer_columns, &items, Default::default(), IncludeObject::Metadata, "v1", chrono::Utc::now());
+            let t = table::render(
+                &def.printer_columns,
+                &items,
+                Default::default(),
+                IncludeObject::Metadata,
+                "v1",
+                chrono::Utc::now(),
+            );
             serde_json::to_vec(&t).unwrap().len()
         })
     });

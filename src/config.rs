@@ -43,7 +43,7 @@ pub struct DbArgs {
         env = "ARK_POSTGRES_PORT",
         default_value_t = 5432
     )]
-    pub port: u16,
+    pub postgres_port: u16,
     #[arg(
         long = "postgres-database",
         env = "ARK_POSTGRES_DATABASE",
@@ -182,7 +182,7 @@ impl DbArgs {
             let user = self.user.as_deref().ok_or(ConfigError::NoUser)?;
             let mut c = tokio_postgres::Config::new();
             c.host(host)
-                .port(self.port)
+                .port(self.postgres_port)
                 .dbname(&self.database)
                 .user(user);
             let password = match (&self.password, &self.password_file) {

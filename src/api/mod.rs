@@ -242,12 +242,20 @@ async fn group_version(path: web::Path<String>, state: web::Data<AppState>) -> H
 
 /// JSON only: a client that accepts nothing but the protobuf form gets 406 and falls back.
 async fn openapi_v2(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let accept = req.headers().get(header::ACCEPT).and_then(|h| h.to_str().ok());
-    let json_ok = negotiate::parse_accept(accept)
-        .iter()
-        .any(|r| matches!(r.essence.as_str(), "application/json" | "application/*" | "*/*"));
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok());
+    let json_ok = negotiate::parse_accept(accept).iter().any(|r| {
+        matches!(
+            r.essence.as_str(),
+            "application/json" | "application/*" | "*/*"
+        )
+    });
     if !json_ok {
-        return error_response(&ApiError::not_acceptable("only application/json is served for /openapi/v2"));
+        return error_response(&ApiError::not_acceptable(
+            "only application/json is served for /openapi/v2",
+        ));
     }
     json(&state.openapi_v2)
 }

@@ -19,9 +19,14 @@ pub fn mutate(def: &ResourceDef, obj: &mut Value) {
 /// `spec.provider` and `spec.type` now means the API style. Ark's webhook rewrites the old
 /// form so that existing manifests keep applying; this does the same.
 fn migrate_model_type(obj: &mut Value) {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     let old = spec.get("type").and_then(Value::as_str).map(str::to_string);
-    let has_provider = spec.get("provider").and_then(Value::as_str).is_some_and(|p| !p.is_empty());
+    let has_provider = spec
+        .get("provider")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty());
     if let Some(t) = old {
         if matches!(t.as_str(), "openai" | "azure" | "bedrock" | "anthropic") {
             if !has_provider {

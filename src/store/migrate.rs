@@ -58,13 +58,23 @@ impl SchemaError {
 /// PostgreSQL version and `wal_level`, checked before anything else.
 pub async fn preflight(client: &Client) -> Result<(), SchemaError> {
     let row = client
-        .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_setting('wal_level')", &[])
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version'), current_setting('wal_level')",
+            &[],
+        )
         .await
         .map_err(SchemaError::db)?;
-    let num: i32 = row.get(0);
-    let version: String = row.get(1);
-    let wal_level: String = row.get(2);
-    if num < 150000 {
+    check_server(row.get(0), row.get(1), row.get(2))
+}
+
+/// The decision of [`preflight`], separate so it can be tested against versions this
+/// machine does not have.
+pub fn check_server(
+    version_num: i32,
+    version: String,
+    wal_level: String,
+) -> Result<(), SchemaError> {
+    if version_num < 150000 {
         return Err(SchemaError::TooOld { found: version });
     }
     if wal_level != "logical" {
@@ -165,4 +175,44 @@ pub async fn check_migrated(client: &Client) -> Result<(), SchemaError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_older_than_15_is_refused_with_the_fix() {
+        let e = check_server(140011, "14.11".into(), "logical".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PostgreSQL 14.11 is too old") && e.contains("PostgreSQL 15 or later"),
+            "{e}"
+        );
+        assert!(check_server(150018, "15.18".into(), "logical".into()).is_ok());
+        assert!(check_server(170002, "17.2".into(), "logical".into()).is_ok());
+    }
+
+    #[test]
+    fn wal_level_message_names_the_managed_service_settings() {
+        let e = check_server(150018, "15.18".into(), "replica".into())
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "wal_level=logical",
+            "rds.logical_replication=1",
+            "cloudsql.logical_decoding=on",
+            "Azure",
+        ] {
+            assert!(e.contains(needle), "{needle} missing from: {e}");
+        }
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.0, i as i32 + 1);
+        }
+    }
 }
