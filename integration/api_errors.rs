@@ -446,9 +446,8 @@ async fn an_unreachable_database_is_503_and_not_ready_and_recovers() {
     let data = cluster.data_dir().to_path_buf();
     let bin = cluster.bin_dir().to_path_buf();
     let cluster = tokio::task::spawn_blocking(move || {
-        let mut c = cluster;
-        c.pause().unwrap();
-        c
+        cluster.pause().unwrap();
+        cluster
     })
     .await
     .unwrap();

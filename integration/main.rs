@@ -1,8 +1,13 @@
 //! Integration tests: the server against real PostgreSQL clusters and real clients.
 
 mod api_errors;
+mod dev_command;
 mod discovery;
 mod harness;
+mod kube_client;
+mod kubectl;
+mod kubectl_more;
+mod postgres_tls;
 mod resource_version;
 mod semantics;
 mod startup;

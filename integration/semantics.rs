@@ -525,3 +525,38 @@ async fn cluster_scoped_arkconfig_lives_outside_namespaces() {
     .await;
     a.s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_deleted_rows_are_purged_after_the_retention() {
+    let s =
+        TestServer::start_with(|o| o.deleted_retention = std::time::Duration::from_secs(1)).await;
+    let a = Api { http: s.http(), s };
+    a.create(&agent("gone")).await;
+    a.send(a.http.delete(a.url(&format!("{AGENTS}/gone"))), 200)
+        .await;
+    let db = a.s.db.client().await;
+    let count = |db: &tokio_postgres::Client| {
+        let db = db;
+        async move {
+            db.query_one("SELECT count(*) FROM resources WHERE name = 'gone'", &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        count(&db).await,
+        1,
+        "the soft-deleted row is kept for the retention period"
+    );
+    let mut purged = false;
+    for _ in 0..40 {
+        if count(&db).await == 0 {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(purged, "the row is purged once the retention has passed");
+    a.s.stop().await;
+}

@@ -1,0 +1,96 @@
+//! `ark-apiserver dev`: the README's run command, driven as a user drives it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ark-apiserver");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_serves_with_a_kubeconfig_kubectl_trusts_and_cleans_up_on_ctrl_c() {
+    let port = ark_apiserver::embedded::free_port().unwrap().to_string();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["dev", "--port", &port])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut kubeconfig = None;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(path) = line.trim().strip_prefix("export KUBECONFIG=") {
+                kubeconfig = Some(path.to_string());
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok() && kubeconfig.is_some(),
+        "dev never printed the export line:\n{seen}"
+    );
+    let kubeconfig = kubeconfig.unwrap();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // kubectl with the written kubeconfig verifies the server's certificate (no insecure flag).
+    let kubectl = |args: Vec<String>| {
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            let out = tokio::process::Command::new(crate::harness::kubectl_path())
+                .args(&args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("HOME", std::env::temp_dir())
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/all.yaml").to_string();
+    let (ok, out, err) = kubectl(vec!["apply".into(), "-f".into(), samples]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("agent.ark.mckinsey.com/trip-planner created"),
+        "{out}"
+    );
+    let (ok, out, err) = kubectl(vec!["get".into(), "agents".into()]).await;
+    assert!(
+        ok && out.contains("trip-planner") && out.contains("MODEL"),
+        "{out}{err}"
+    );
+
+    let data_dir = std::path::Path::new(&kubeconfig)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(data_dir.join("pgdata").exists());
+    // Ctrl-C: both stop, and the throwaway data goes.
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("dev exits after Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !data_dir.exists(),
+        "the temporary data directory {} is removed",
+        data_dir.display()
+    );
+}
