@@ -535,15 +535,6 @@ async fn soft_deleted_rows_are_purged_after_the_retention() {
     a.send(a.http.delete(a.url(&format!("{AGENTS}/gone"))), 200)
         .await;
     let db = a.s.db.client().await;
-    let count = |db: &tokio_postgres::Client| {
-        let db = db;
-        async move {
-            db.query_one("SELECT count(*) FROM resources WHERE name = 'gone'", &[])
-                .await
-                .unwrap()
-                .get::<_, i64>(0)
-        }
-    };
     assert_eq!(
         count(&db).await,
         1,
@@ -559,4 +550,11 @@ async fn soft_deleted_rows_are_purged_after_the_retention() {
     }
     assert!(purged, "the row is purged once the retention has passed");
     a.s.stop().await;
+}
+
+async fn count(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT count(*) FROM resources WHERE name = 'gone'", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
