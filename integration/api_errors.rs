@@ -520,3 +520,36 @@ async fn an_unreachable_database_is_503_and_not_ready_and_recovers() {
     s.stop().await;
     drop(cluster);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_postgres_cannot_store_is_422_in_plain_words() {
+    let s = TestServer::start().await;
+    let url = format!("{}{AGENTS}", s.base_url());
+    // jsonb cannot hold U+0000; the client hears why, not PostgreSQL's error text.
+    let body = "{\"apiVersion\":\"ark.mckinsey.com/v1alpha1\",\"kind\":\"Agent\",\"metadata\":{\"name\":\"nul\"},\"spec\":{\"prompt\":\"a\\u0000b\"}}";
+    let r = s
+        .http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = expect_status(r, 422, "Invalid").await;
+    assert!(
+        status["message"].as_str().unwrap().contains("NUL"),
+        "{status}"
+    );
+    // The writer is unharmed: the next write goes through.
+    assert_eq!(
+        s.http()
+            .post(&url)
+            .json(&agent("after"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    s.stop().await;
+}
