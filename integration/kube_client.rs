@@ -54,11 +54,11 @@ async fn kube_rs_creates_lists_patches_status_and_deletes() {
         .patch_status(
             "k",
             &pp,
-            &Patch::Merge(json!({"status": {"state": "Ready"}})),
+            &Patch::Merge(json!({"status": {"conditions": [{"type": "Available", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Checked", "message": "m"}]}})),
         )
         .await
         .unwrap();
-    assert_eq!(status.data["status"]["state"], "Ready");
+    assert_eq!(status.data["status"]["conditions"][0]["status"], "True");
     assert_eq!(status.metadata.generation, Some(2));
 
     // A typed error a controller can branch on.

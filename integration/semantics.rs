@@ -86,7 +86,7 @@ async fn the_server_sets_uid_timestamps_and_generation_and_ignores_client_values
 async fn generation_moves_with_spec_only_and_status_is_its_own_subresource() {
     let a = Api::new().await;
     let mut o = agent("a");
-    o["status"] = json!({"phase": "ignored-on-create"});
+    o["status"] = json!({"conditions": [{"type": "Available", "status": "Unknown", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Checked", "message": "m"}]});
     let c = a.create(&o).await;
     assert!(
         c.get("status").is_none(),
@@ -106,7 +106,7 @@ async fn generation_moves_with_spec_only_and_status_is_its_own_subresource() {
     let s = a
         .merge(
             &format!("{AGENTS}/a"),
-            json!({"spec": {"prompt": "q"}, "status": {"phase": "nope"}}),
+            json!({"spec": {"prompt": "q"}, "status": {"conditions": [{"type": "Available", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Checked", "message": "m"}]}}),
             200,
         )
         .await;
@@ -116,16 +116,16 @@ async fn generation_moves_with_spec_only_and_status_is_its_own_subresource() {
     let st = a
         .merge(
             &format!("{AGENTS}/a/status"),
-            json!({"spec": {"prompt": "ignored"}, "status": {"phase": "ready"}}),
+            json!({"spec": {"prompt": "ignored"}, "status": {"conditions": [{"type": "Available", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Checked", "message": "m"}]}}),
             200,
         )
         .await;
-    assert_eq!(st["status"]["phase"], "ready");
+    assert_eq!(st["status"]["conditions"][0]["status"], "True");
     assert_eq!(st["spec"]["prompt"], "q");
     assert_eq!(st["metadata"]["generation"], 2);
     // PUT /status, the way controllers write it.
     let mut put = a.get("a").await;
-    put["status"] = json!({"phase": "done"});
+    put["status"] = json!({"conditions": [{"type": "Available", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Checked", "message": "m"}]});
     put["spec"]["prompt"] = json!("also-ignored");
     let p = a
         .send(
@@ -133,12 +133,12 @@ async fn generation_moves_with_spec_only_and_status_is_its_own_subresource() {
             200,
         )
         .await;
-    assert_eq!(p["status"]["phase"], "done");
+    assert_eq!(p["status"]["conditions"][0]["status"], "False");
     assert_eq!(p["spec"]["prompt"], "q");
     let got = a
         .send(a.http.get(a.url(&format!("{AGENTS}/a/status"))), 200)
         .await;
-    assert_eq!(got["status"]["phase"], "done");
+    assert_eq!(got["status"]["conditions"][0]["status"], "False");
     a.s.stop().await;
 }
 

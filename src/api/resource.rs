@@ -141,7 +141,7 @@ async fn dispatch(
     match verb {
         "list" => {
             let out = negotiate::negotiate(accept, true)?;
-            let opts = ListOptions::parse(&query)?;
+            let opts = ListOptions::parse(&query, def.namespaced)?;
             let include = IncludeObject::parse(last(&query, "includeObject"))
                 .map_err(ApiError::bad_request)?;
             let result = reg.list(def, info.namespace.as_deref(), &opts).await?;
@@ -218,7 +218,7 @@ async fn dispatch(
         "deletecollection" => {
             let out = negotiate::negotiate(accept, true)?;
             let opts = WriteOptions::parse(&query, user_agent)?;
-            let list_opts = ListOptions::parse(&query)?;
+            let list_opts = ListOptions::parse(&query, def.namespaced)?;
             let body = read_body(payload, state.max_body_bytes).await?;
             let del = DeleteOptions::parse(&body, &query)?;
             let items = reg

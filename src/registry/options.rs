@@ -9,8 +9,10 @@ use crate::k8s::resource::ResourceDef;
 use crate::k8s::selector::{FieldSelector, LabelSelector};
 use crate::k8s::status::{ApiError, FieldError, ResourceRef};
 
-/// The fields every custom resource supports in field selectors.
+/// The fields custom resources support in field selectors; cluster-scoped kinds have no
+/// namespace to select on, as in kube.
 pub const SELECTABLE_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
+const CLUSTER_SELECTABLE_FIELDS: &[&str] = &["metadata.name"];
 
 fn last<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter()
@@ -58,14 +60,19 @@ pub struct ListOptions {
 }
 
 impl ListOptions {
-    pub fn parse(q: &[(String, String)]) -> Result<Self, ApiError> {
+    pub fn parse(q: &[(String, String)], namespaced: bool) -> Result<Self, ApiError> {
+        let selectable = if namespaced {
+            SELECTABLE_FIELDS
+        } else {
+            CLUSTER_SELECTABLE_FIELDS
+        };
         let labels = match last(q, "labelSelector") {
             Some(s) => LabelSelector::parse(s).map_err(ApiError::bad_request)?,
             None => LabelSelector::everything(),
         };
         let fields = match last(q, "fieldSelector") {
-            Some(s) => FieldSelector::parse(s, SELECTABLE_FIELDS).map_err(ApiError::bad_request)?,
-            None => FieldSelector::parse("", SELECTABLE_FIELDS).map_err(ApiError::bad_request)?,
+            Some(s) => FieldSelector::parse(s, selectable).map_err(ApiError::bad_request)?,
+            None => FieldSelector::parse("", selectable).map_err(ApiError::bad_request)?,
         };
         let limit = match parse_int(q, "limit")? {
             None | Some(0) => None,
