@@ -43,7 +43,6 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 
 /// A database of its own for one test.
 pub struct TestDb {
-    pub name: String,
     pub url: String,
 }
 
@@ -61,7 +60,7 @@ impl TestDb {
             .await
             .expect("creating the test database");
         let url = replace_db(&admin, &name);
-        TestDb { name, url }
+        TestDb { url }
     }
 
     pub fn config(&self) -> DbConfig {

@@ -119,10 +119,7 @@ async fn every_upstream_ark_sample_applies_and_lists() {
 
     let server = TestServer::start().await;
     let out = server
-        .kubectl_stdin(
-            &["apply", "--validate=false", "-f", "-"],
-            Some(&docs.join("---\n")),
-        )
+        .kubectl_stdin(&["apply", "-f", "-"], Some(&docs.join("---\n")))
         .await;
     assert!(
         out.ok,
@@ -290,20 +287,23 @@ async fn server_dry_run_reports_success_without_persisting() {
         ],
     )
     .await;
-    assert_eq!(
-        out.trim(),
-        "agent.ark.mckinsey.com/kept patched (server dry run)"
-    );
+    // kubectl 1.35 prints no dry-run suffix for patch; what matters is that it persists nothing.
+    assert_eq!(out.trim(), "agent.ark.mckinsey.com/kept patched");
     let out = ok(
         &server,
         &["delete", "agent", "kept", "-n", "dry", "--dry-run=server"],
     )
     .await;
-    assert!(
-        out.trim()
-            .starts_with("agent.ark.mckinsey.com \"kept\" deleted")
-            && out.contains("(server dry run)"),
-        "{out}"
+    assert_eq!(
+        out.trim(),
+        "agent.ark.mckinsey.com \"kept\" deleted from dry namespace (server dry run)"
+    );
+    // kubectl sends this dry run in the DeleteOptions body, not the query.
+    let out = ok(&server, &["get", "agents", "-n", "dry", "-o", "name"]).await;
+    assert_eq!(
+        names(&out),
+        ["kept"],
+        "a server dry-run delete deletes nothing"
     );
 
     let after = get_json(&server, &["agent", "kept", "-n", "dry"]).await;
@@ -312,19 +312,17 @@ async fn server_dry_run_reports_success_without_persisting() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_finalizer_holds_a_deleted_object_until_it_is_removed() {
-    let server = TestServer::start().await;
+/// Creates Agent `held` with a finalizer in namespace `fin` and deletes it without waiting.
+async fn create_and_delete_held(server: &TestServer) {
     let out = ok_stdin(
-        &server,
+        server,
         &["create", "-n", "fin", "-f", "-"],
         Some(&agent_yaml("held", &[], &["example.com/hold"])),
     )
     .await;
     assert_eq!(out.trim(), "agent.ark.mckinsey.com/held created");
-
     let out = ok(
-        &server,
+        server,
         &["delete", "agent", "held", "-n", "fin", "--wait=false"],
     )
     .await;
@@ -332,6 +330,14 @@ async fn a_finalizer_holds_a_deleted_object_until_it_is_removed() {
         out.trim(),
         "agent.ark.mckinsey.com \"held\" deleted from fin namespace"
     );
+}
+
+const RELEASE: &str = r#"[{"op":"remove","path":"/metadata/finalizers"}]"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizer_holds_a_deleted_object_until_it_is_removed() {
+    let server = TestServer::start().await;
+    create_and_delete_held(&server).await;
     let a = get_json(&server, &["agent", "held", "-n", "fin"]).await;
     let ts = a["metadata"]["deletionTimestamp"]
         .as_str()
@@ -344,42 +350,23 @@ async fn a_finalizer_holds_a_deleted_object_until_it_is_removed() {
     );
     let listed = names(&ok(&server, &["get", "agents", "-n", "fin", "-o", "name"]).await);
     assert_eq!(listed, ["held"], "a terminating object is still listed");
+    // Deleting again is accepted and changes nothing.
+    ok(
+        &server,
+        &["delete", "agent", "held", "-n", "fin", "--wait=false"],
+    )
+    .await;
+    let again = get_json(&server, &["agent", "held", "-n", "fin"]).await;
+    assert_eq!(again["metadata"]["deletionTimestamp"], ts);
 
-    // `kubectl wait --for=delete` (a watch) returns once the finalizer is gone.
-    let wait = server.kubectl(&[
-        "wait",
-        "--for=delete",
-        "agent/held",
-        "-n",
-        "fin",
-        "--timeout=60s",
-    ]);
-    let release = async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        ok(
-            &server,
-            &[
-                "patch",
-                "agent",
-                "held",
-                "-n",
-                "fin",
-                "--type",
-                "json",
-                "-p",
-                r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-            ],
-        )
-        .await
-    };
-    let (waited, patched) = tokio::join!(wait, release);
-    assert_eq!(patched.trim(), "agent.ark.mckinsey.com/held patched");
-    assert!(waited.ok, "kubectl wait --for=delete: {waited:?}");
-    assert_eq!(
-        waited.stdout.trim(),
-        "agent.ark.mckinsey.com/held condition met"
-    );
-
+    let out = ok(
+        &server,
+        &[
+            "patch", "agent", "held", "-n", "fin", "--type", "json", "-p", RELEASE,
+        ],
+    )
+    .await;
+    assert_eq!(out.trim(), "agent.ark.mckinsey.com/held patched");
     let out = server
         .kubectl(&["get", "agents", "-n", "fin", "-o", "name"])
         .await;
@@ -401,6 +388,39 @@ async fn a_finalizer_holds_a_deleted_object_until_it_is_removed() {
         out.stderr
             .contains("agents.ark.mckinsey.com \"held\" not found"),
         "{out:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_wait_for_delete_returns_when_the_finalizer_is_released() {
+    let server = TestServer::start().await;
+    create_and_delete_held(&server).await;
+    // `kubectl wait --for=delete` lists with fieldSelector=metadata.name=held, then watches.
+    let wait = server.kubectl(&[
+        "wait",
+        "--for=delete",
+        "agent/held",
+        "-n",
+        "fin",
+        "--timeout=30s",
+    ]);
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ok(
+            &server,
+            &[
+                "patch", "agent", "held", "-n", "fin", "--type", "json", "-p", RELEASE,
+            ],
+        )
+        .await
+    };
+    let (waited, patched) = tokio::join!(wait, release);
+    assert_eq!(patched.trim(), "agent.ark.mckinsey.com/held patched");
+    assert!(waited.ok, "kubectl wait --for=delete: {waited:?}");
+    assert_eq!(
+        waited.stdout.trim(),
+        "agent.ark.mckinsey.com/held condition met"
     );
     server.stop().await;
 }

@@ -109,6 +109,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/livez", web::get().to(livez))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .route("/version", web::get().to(version))
+        .route("/version/", web::get().to(version))
+        .route("/api/v1/namespaces/{name}", web::get().to(namespace))
         .route("/api", web::get().to(api_versions))
         .route("/api/", web::get().to(api_versions))
         .route("/apis", web::get().to(apis))
@@ -194,6 +197,34 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             .body(h.render()),
         None => HttpResponse::NotFound().finish(),
     }
+}
+
+/// Version information, as every Kubernetes API server serves it.
+async fn version() -> HttpResponse {
+    json(&serde_json::json!({
+        "major": "1",
+        "minor": "35",
+        "gitVersion": format!("v1.35.0+ark-apiserver-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }))
+}
+
+/// Behind the aggregator, kube-apiserver answers core paths. A kubectl pointed straight at
+/// this server (dev mode, tests) looks up a namespace after a NotFound to word its error;
+/// every namespace is Active here, since objects may live in any.
+async fn namespace(path: web::Path<String>) -> HttpResponse {
+    json(&serde_json::json!({
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {"name": path.into_inner()},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }))
 }
 
 async fn api_versions(state: web::Data<AppState>) -> HttpResponse {

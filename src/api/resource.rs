@@ -189,7 +189,7 @@ async fn dispatch(
             let kind = match negotiate::body_type(content_type) {
                 BodyType::JsonPatch => PatchKind::Json,
                 BodyType::MergePatch => PatchKind::Merge,
-                _ => return Err(ApiError::unsupported_media_type(content_type.unwrap_or(""))),
+                _ => return Err(ApiError::unsupported_patch_type()),
             };
             let body = read_body(payload, state.max_body_bytes).await?;
             let obj = reg.patch(def, ns, name, kind, &body, sub, &opts).await?;
@@ -203,9 +203,10 @@ async fn dispatch(
         }
         "delete" => {
             let out = negotiate::negotiate(accept, false)?;
-            let opts = WriteOptions::parse(&query, user_agent)?;
+            let mut opts = WriteOptions::parse(&query, user_agent)?;
             let body = read_body(payload, state.max_body_bytes).await?;
             let del = DeleteOptions::parse(&body, &query)?;
+            opts.dry_run |= del.dry_run;
             let obj = reg.delete(def, ns, name, &del, &opts).await?;
             Ok(render_object(
                 def,
@@ -217,10 +218,11 @@ async fn dispatch(
         }
         "deletecollection" => {
             let out = negotiate::negotiate(accept, true)?;
-            let opts = WriteOptions::parse(&query, user_agent)?;
+            let mut opts = WriteOptions::parse(&query, user_agent)?;
             let list_opts = ListOptions::parse(&query, def.namespaced)?;
             let body = read_body(payload, state.max_body_bytes).await?;
             let del = DeleteOptions::parse(&body, &query)?;
+            opts.dry_run |= del.dry_run;
             let items = reg
                 .delete_collection(def, info.namespace.as_deref(), &list_opts, &del, &opts)
                 .await?;

@@ -19,8 +19,6 @@ use serde_json::{json, Map, Value};
 mod meta;
 #[path = "openapi_paths.rs"]
 mod paths;
-#[path = "openapi_sha512.rs"]
-mod sha512;
 
 use meta::META;
 
@@ -123,7 +121,8 @@ pub fn openapi_v3_group_version(
 /// as served (compact JSON, which is how the server must write it), in uppercase hex.
 pub fn content_hash(doc: &Value) -> String {
     let bytes = serde_json::to_vec(doc).unwrap_or_default();
-    sha512::sha512(&bytes)
+    use sha2::Digest;
+    sha2::Sha512::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect()

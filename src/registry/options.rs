@@ -178,6 +178,8 @@ impl WriteOptions {
 
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
+    /// `dryRun: ["All"]` in the body; the query parameter form is in [`WriteOptions`].
+    pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub propagation_policy: Option<String>,
@@ -213,6 +215,26 @@ impl DeleteOptions {
             }
             if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
                 o.grace_period_seconds = Some(g);
+            }
+            match v.get("dryRun") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        match item.as_str() {
+                            Some("All") => o.dry_run = true,
+                            _ => {
+                                return Err(ApiError::bad_request(format!(
+                                    "dryRun: Unsupported value: {item}: supported values: \"All\""
+                                )))
+                            }
+                        }
+                    }
+                }
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid DeleteOptions: dryRun must be a list, got {other}"
+                    )))
+                }
             }
         }
         if let Some(p) = &o.propagation_policy {
@@ -365,6 +387,24 @@ mod tests {
     fn field_manager_defaults_to_user_agent_prefix() {
         let o = WriteOptions::parse(&[], Some("kubectl/v1.35.0 (linux/amd64)")).unwrap();
         assert_eq!(o.field_manager, "kubectl");
+    }
+
+    #[test]
+    fn dry_run_in_the_delete_body_is_honoured() {
+        assert!(
+            DeleteOptions::parse(
+                br#"{"propagationPolicy":"Background","dryRun":["All"]}"#,
+                &[]
+            )
+            .unwrap()
+            .dry_run
+        );
+        assert_eq!(
+            DeleteOptions::parse(br#"{"dryRun":["Some"]}"#, &[])
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 
     #[test]
