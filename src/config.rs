@@ -220,47 +220,36 @@ impl DbArgs {
 pub fn split_ssl_params(conn: &str) -> (String, Option<String>, Option<String>) {
     let mut mode = None;
     let mut root = None;
-    if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
-        let Some((base, query)) = conn.split_once('?') else {
-            return (conn.to_string(), None, None);
-        };
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|kv| match kv.split_once('=') {
-                Some(("sslmode", v)) => {
-                    mode = Some(v.to_string());
-                    false
+    let mut keep = |kv: &&str| match kv.split_once('=') {
+        Some(("sslmode", v)) => {
+            mode = Some(v.to_string());
+            false
+        }
+        Some(("sslrootcert", v)) => {
+            root = Some(v.to_string());
+            false
+        }
+        _ => true,
+    };
+    let rest = if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+        match conn.split_once('?') {
+            None => conn.to_string(),
+            Some((base, query)) => {
+                let kept: Vec<&str> = query.split('&').filter(&mut keep).collect();
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
                 }
-                Some(("sslrootcert", v)) => {
-                    root = Some(v.to_string());
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        let rest = if kept.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        (rest, mode, root)
+            }
+        }
     } else {
-        let kept: Vec<&str> = conn
-            .split_whitespace()
-            .filter(|kv| match kv.split_once('=') {
-                Some(("sslmode", v)) => {
-                    mode = Some(v.to_string());
-                    false
-                }
-                Some(("sslrootcert", v)) => {
-                    root = Some(v.to_string());
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        (kept.join(" "), mode, root)
-    }
+        conn.split_whitespace()
+            .filter(&mut keep)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (rest, mode, root)
 }
 
 impl ServerArgs {

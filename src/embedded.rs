@@ -196,20 +196,7 @@ impl Cluster {
         text.push_str(&settings(port, &c.base, fast));
         std::fs::write(&conf, text).map_err(|e| step("writing postgresql.auto.conf", e))?;
         c.chown(&conf)?;
-        let log = c.base.join("postgres.log");
-        c.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &c.data.display().to_string(),
-                "-l",
-                &log.display().to_string(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )?;
+        c.resume()?;
         Ok(c)
     }
 

@@ -95,24 +95,7 @@ struct Node {
 /// Fields apiserver never prunes at a resource root or inside an embedded resource.
 const META_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
-/// The JSON fields of `metav1.ObjectMeta`; an embedded resource's metadata keeps only these.
-const OBJECT_META_FIELDS: [&str; 15] = [
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
+use super::object::OBJECT_META_FIELDS;
 
 impl Schema {
     /// Compiles a CRD version's `openAPIV3Schema`.
@@ -823,5 +806,27 @@ mod tests {
                 let _ = Schema::compile(&v);
             }
         }
+    }
+}
+
+/// Helpers shared by the schema test modules.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Schema;
+    use serde_json::{json, Value};
+
+    /// The messages kube would print, as `field: body` lines.
+    pub fn errors(schema: Value, obj: Value) -> Vec<String> {
+        Schema::compile(&schema)
+            .expect("compiles")
+            .validate(&obj)
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    /// A root schema whose `spec` has the given properties.
+    pub fn spec(props: Value) -> Value {
+        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props}}})
     }
 }

@@ -198,21 +198,9 @@ pub(super) fn canonical(v: &Value, go_numbers: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Schema;
-    use serde_json::{json, Value};
+    use super::super::test_support::{errors, spec};
 
-    fn errors(schema: Value, obj: Value) -> Vec<String> {
-        Schema::compile(&schema)
-            .expect("compiles")
-            .validate(&obj)
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    fn spec(props: Value) -> Value {
-        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props}}})
-    }
+    use serde_json::json;
 
     #[test]
     fn enum_is_unsupported_value_listing_json_for_non_strings() {

@@ -367,21 +367,9 @@ fn first_repeats(keys: impl Iterator<Item = String>) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Schema;
-    use serde_json::{json, Value};
+    use super::super::test_support::{errors, spec};
 
-    fn errors(schema: Value, obj: Value) -> Vec<String> {
-        Schema::compile(&schema)
-            .expect("compiles")
-            .validate(&obj)
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    fn spec(props: Value) -> Value {
-        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props}}})
-    }
+    use serde_json::json;
 
     #[test]
     fn embedded_resources_need_api_version_and_kind() {

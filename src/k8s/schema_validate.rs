@@ -503,22 +503,9 @@ fn object_check(s: &Node, m: &Map<String, Value>, path: &str) -> Res {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{errors, spec};
     use super::super::Schema;
-    use serde_json::{json, Value};
-
-    /// The messages kube would print, as `field: body` lines.
-    fn errors(schema: Value, obj: Value) -> Vec<String> {
-        Schema::compile(&schema)
-            .expect("compiles")
-            .validate(&obj)
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    fn spec(props: Value) -> Value {
-        json!({"type": "object", "properties": {"spec": {"type": "object", "properties": props}}})
-    }
+    use serde_json::json;
 
     #[test]
     fn wrong_type_is_type_invalid_with_the_found_type_as_value() {

@@ -3,30 +3,10 @@
 use serde_json::{json, Map, Value};
 
 use super::Subresource;
-use crate::k8s::object::{self, format_time, meta_mut, now, without_metadata};
+use crate::k8s::object::{self, format_time, meta_mut, now, without_metadata, OBJECT_META_FIELDS};
 use crate::k8s::resource::ResourceDef;
 use crate::k8s::status::{ApiError, FieldError};
 use crate::k8s::validation;
-
-/// The ObjectMeta fields kube keeps; anything else under `metadata` is pruned, as kube
-/// prunes metadata of custom resources.
-const OBJECT_META_FIELDS: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
 
 /// Checks the body is an object of this kind's group and a served version.
 pub fn decode_body(def: &ResourceDef, body: Value) -> Result<Value, ApiError> {

@@ -133,67 +133,30 @@ impl Columns {
 
 /// Rebuilds the object from a row selected with [`SELECT_COLUMNS`].
 pub fn object_from_row(row: &tokio_postgres::Row) -> Result<Value, tokio_postgres::Error> {
-    let uid: Uuid = row.try_get(0)?;
-    let kind: String = row.try_get(1)?;
-    let api_version: String = row.try_get(2)?;
-    let namespace: String = row.try_get(3)?;
-    let name: String = row.try_get(4)?;
-    let rv: i64 = row.try_get(5)?;
-    let generation: i64 = row.try_get(6)?;
-    let spec: Option<Value> = row.try_get(7)?;
-    let status: Option<Value> = row.try_get(8)?;
-    let labels: Value = row.try_get(9)?;
-    let annotations: Value = row.try_get(10)?;
-    let finalizers: Value = row.try_get(11)?;
-    let owner_refs: Value = row.try_get(12)?;
-    let managed: Value = row.try_get(13)?;
-    let extra: Value = row.try_get(14)?;
-    let created_at: DateTime<Utc> = row.try_get(15)?;
-    let deletion_ts: Option<DateTime<Utc>> = row.try_get(16)?;
-    Ok(assemble(Parts {
-        uid,
-        kind,
-        api_version,
-        namespace,
-        name,
-        resource_version: rv,
-        generation,
-        spec,
-        status,
-        labels,
-        annotations,
-        finalizers,
-        owner_references: owner_refs,
-        managed_fields: managed,
-        extra,
-        created_at,
-        deletion_timestamp: deletion_ts,
-    }))
-}
-
-/// The decoded values of one row; also what the change stream will produce.
-pub struct Parts {
-    pub uid: Uuid,
-    pub kind: String,
-    pub api_version: String,
-    pub namespace: String,
-    pub name: String,
-    pub resource_version: i64,
-    pub generation: i64,
-    pub spec: Option<Value>,
-    pub status: Option<Value>,
-    pub labels: Value,
-    pub annotations: Value,
-    pub finalizers: Value,
-    pub owner_references: Value,
-    pub managed_fields: Value,
-    pub extra: Value,
-    pub created_at: DateTime<Utc>,
-    pub deletion_timestamp: Option<DateTime<Utc>>,
+    let cols = Columns {
+        uid: row.try_get(0)?,
+        kind: row.try_get(1)?,
+        api_version: row.try_get(2)?,
+        namespace: row.try_get(3)?,
+        name: row.try_get(4)?,
+        generation: row.try_get(6)?,
+        spec: row.try_get(7)?,
+        status: row.try_get(8)?,
+        labels: row.try_get(9)?,
+        annotations: row.try_get(10)?,
+        finalizers: row.try_get(11)?,
+        owner_references: row.try_get(12)?,
+        managed_fields: row.try_get(13)?,
+        extra: row.try_get(14)?,
+        created_at: row.try_get(15)?,
+        deletion_timestamp: row.try_get(16)?,
+    };
+    Ok(assemble(cols, row.try_get(5)?))
 }
 
 /// Builds the API object, with metadata in the order kube writes it.
-pub fn assemble(p: Parts) -> Value {
+/// The change stream decodes rows into the same [`Columns`] and builds events with this too.
+pub fn assemble(p: Columns, resource_version: i64) -> Value {
     let mut extra = match p.extra {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -213,7 +176,7 @@ pub fn assemble(p: Parts) -> Value {
     meta.insert("uid".into(), Value::String(p.uid.to_string()));
     meta.insert(
         "resourceVersion".into(),
-        Value::String(p.resource_version.to_string()),
+        Value::String(resource_version.to_string()),
     );
     meta.insert("generation".into(), Value::from(p.generation));
     meta.insert(
@@ -288,25 +251,7 @@ mod tests {
             "data": {"extra": true}
         });
         let c = Columns::from_object(&obj).unwrap();
-        let back = assemble(Parts {
-            uid: c.uid,
-            kind: c.kind,
-            api_version: c.api_version,
-            namespace: c.namespace,
-            name: c.name,
-            resource_version: 7,
-            generation: c.generation,
-            spec: c.spec,
-            status: c.status,
-            labels: c.labels,
-            annotations: c.annotations,
-            finalizers: c.finalizers,
-            owner_references: c.owner_references,
-            managed_fields: c.managed_fields,
-            extra: c.extra,
-            created_at: c.created_at,
-            deletion_timestamp: c.deletion_timestamp,
-        });
+        let back = assemble(c, 7);
         assert_eq!(back, obj);
     }
 }
