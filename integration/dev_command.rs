@@ -94,3 +94,25 @@ async fn dev_serves_with_a_kubeconfig_kubectl_trusts_and_cleans_up_on_ctrl_c() {
         data_dir.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_without_postgres_binaries_says_how_to_install_them_or_use_a_url() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["dev", "--port", "0"])
+        .env("ARK_POSTGRES_BIN_DIR", empty.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in [
+        "no PostgreSQL 15+ server binaries found",
+        "apt-get install postgresql",
+        "--database-url",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
+    }
+}

@@ -194,3 +194,92 @@ async fn serve_reads_every_setting_from_the_environment() {
     assert_eq!(code, 1);
     assert!(stderr.contains("ARK_POSTGRES_USER"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_has_the_documented_indexes_and_soft_delete_shape() {
+    let db = TestDb::new().await;
+    app::run_migrate(&db.config()).await.unwrap();
+    let c = db.client().await;
+    let rows = c
+        .query(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'resources'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let defs: Vec<String> = rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    let has = |needle: &str| defs.iter().any(|d| d.contains(needle));
+    assert!(has("(kind, namespace)"), "{defs:?}");
+    assert!(has("(kind, namespace, name)"), "{defs:?}");
+    assert!(
+        has("UNIQUE INDEX resources_live_name") && has("WHERE (deleted_at IS NULL)"),
+        "{defs:?}"
+    );
+    assert!(has("USING gin (labels"), "{defs:?}");
+    let cols: Vec<String> = c
+        .query("SELECT column_name::text FROM information_schema.columns WHERE table_name = 'resources'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for col in [
+        "kind",
+        "namespace",
+        "name",
+        "uid",
+        "resource_version",
+        "generation",
+        "spec",
+        "status",
+        "labels",
+        "annotations",
+        "finalizers",
+        "owner_references",
+        "managed_fields",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+    ] {
+        assert!(
+            cols.iter().any(|c| c == col),
+            "column {col} missing: {cols:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_certificate_is_served_when_given() {
+    use rcgen::{CertificateParams, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["ark-apiserver.ark-system.svc".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let s = crate::harness::TestServer::start_with(|o| {
+        o.tls_cert_file = Some(cert_path.clone());
+        o.tls_key_file = Some(key_path.clone());
+    })
+    .await;
+    // A client that trusts only this certificate, and reaches the server by the name in it.
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .resolve("ark-apiserver.ark-system.svc", s.addr)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!(
+            "https://ark-apiserver.ark-system.svc:{}/livez",
+            s.addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}

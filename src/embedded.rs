@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
     #[error(
-        "no PostgreSQL 15+ server binaries found (looked for initdb and pg_ctl on PATH and in /usr/lib/postgresql/*/bin). \
+        "no PostgreSQL 15+ server binaries found (looked for initdb and pg_ctl in ARK_POSTGRES_BIN_DIR if set, else in /usr/lib/postgresql/*/bin and on PATH). \
          Install them (Debian/Ubuntu: apt-get install postgresql; Fedora: dnf install postgresql-server; macOS: brew install postgresql@16), \
          or run `ark-apiserver serve --database-url postgres://...` against an existing PostgreSQL 15+ with wal_level=logical."
     )]
@@ -57,9 +57,22 @@ fn settings(port: u16, socket_dir: &Path, fast: bool) -> String {
     s
 }
 
-/// Finds `initdb`/`pg_ctl` of PostgreSQL 15 or later.
+/// Finds `initdb`/`pg_ctl` of PostgreSQL 15 or later: in `ARK_POSTGRES_BIN_DIR` when set
+/// (to choose among several installed versions), else the newest under
+/// /usr/lib/postgresql, else on PATH.
 pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
     let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("ARK_POSTGRES_BIN_DIR") {
+        let dir = PathBuf::from(dir);
+        let pg_ctl = dir.join("pg_ctl");
+        if dir.join("initdb").is_file()
+            && pg_ctl.is_file()
+            && major_version(&pg_ctl).is_some_and(|v| v >= 15)
+        {
+            return Ok(dir);
+        }
+        return Err(EmbeddedError::NoBinaries);
+    }
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut dirs: Vec<(u32, PathBuf)> = entries
             .filter_map(|e| e.ok())
