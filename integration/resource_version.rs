@@ -319,3 +319,49 @@ async fn a_plain_sql_update_gets_the_next_resource_version_of_its_kind() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_takes_no_resource_version() {
+    let server = TestServer::start().await;
+    let http = server.http();
+    let url = format!(
+        "{}/apis/ark.mckinsey.com/v1alpha1/namespaces/default/agents",
+        server.base_url()
+    );
+    assert_eq!(
+        http.post(&url)
+            .json(&agent("a"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let db = server.db.client().await;
+    let before: i64 = db
+        .query_one("SELECT value FROM resource_version_counter", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for _ in 0..3 {
+        assert_eq!(
+            http.post(&url)
+                .json(&agent("a"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            409
+        );
+    }
+    let after: i64 = db
+        .query_one("SELECT value FROM resource_version_counter", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        before, after,
+        "every committed resourceVersion belongs to a row change"
+    );
+    server.stop().await;
+}

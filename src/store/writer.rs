@@ -49,9 +49,14 @@ struct Job {
     reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
+/// A create that finds the name taken inserts nothing, and the row trigger never fires, so
+/// it takes no resourceVersion: every committed value belongs to a row change the change
+/// stream carries. `ON CONFLICT` only covers the race where another writer committed the
+/// name after this statement's snapshot was taken.
 const INSERT: &str = "INSERT INTO resources (uid, kind, api_version, namespace, name, generation, spec, status, \
      labels, annotations, finalizers, owner_references, managed_fields, extra, created_at, deletion_timestamp) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+     WHERE NOT EXISTS (SELECT 1 FROM resources WHERE kind = $2 AND namespace = $4 AND name = $5 AND deleted_at IS NULL) \
      ON CONFLICT (kind, namespace, name) WHERE deleted_at IS NULL DO NOTHING \
      RETURNING resource_version";
 
