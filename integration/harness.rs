@@ -243,3 +243,24 @@ pub fn init_logging() {
             .try_init();
     });
 }
+
+/// The reference project's data (`crds/`, `samples/`): ARK_REFERENCE_DIR, else
+/// `../shared/ark-reference` beside the checkout, as CI lays it out. Tests that need it run
+/// when it is there, as the issue asks, and say so when it is not.
+pub fn reference_dir(sub: &str) -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("ARK_REFERENCE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/ark-reference")
+        });
+    let dir = base.join(sub);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "reference data not found at {}: set ARK_REFERENCE_DIR to run this test",
+            dir.display()
+        );
+        None
+    }
+}

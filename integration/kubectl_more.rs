@@ -86,11 +86,9 @@ fn ark_documents(text: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_upstream_ark_sample_applies_and_lists() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/ark-reference/samples");
-    if !dir.is_dir() {
-        eprintln!("skipping: {} is not there", dir.display());
+    let Some(dir) = crate::harness::reference_dir("samples") else {
         return;
-    }
+    };
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
