@@ -2,7 +2,6 @@
 //! dry run and finalizers. Helpers live in kubectl.rs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
