@@ -10,4 +10,5 @@ mod kubectl_more;
 mod postgres_tls;
 mod resource_version;
 mod semantics;
+mod slots;
 mod startup;

@@ -29,6 +29,34 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Start a throwaway local PostgreSQL and serve on https://127.0.0.1:6443.
     Dev(DevArgs),
+    /// Inspect or remove the replication slot.
+    #[command(subcommand)]
+    Slot(SlotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlotCommand {
+    /// Show the slot: plugin, holder, wal_status, confirmed position, retained WAL and lag.
+    Status(SlotArgs),
+    /// End the session holding the slot, then drop the slot and the publication (the cleanup after an uninstall).
+    Drop(SlotArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SlotArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub names: StreamNames,
+}
+
+/// The names of the replication slot and publication the watch reads.
+#[derive(Debug, Clone, Args)]
+pub struct StreamNames {
+    #[arg(long, env = "ARK_SLOT_NAME", default_value = "ark_cdc")]
+    pub slot_name: String,
+    #[arg(long, env = "ARK_PUBLICATION_NAME", default_value = "ark_cdc")]
+    pub publication_name: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -88,6 +116,8 @@ pub struct ServeArgs {
     /// Do not apply migrations at start; refuse to start unless the schema is current.
     #[arg(long, env = "ARK_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
+    #[command(flatten)]
+    pub names: StreamNames,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,7 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use ark_apiserver::app::{self, ServeOptions};
-use ark_apiserver::config::{Cli, Command, DevArgs, ServeArgs, ServerArgs};
+use ark_apiserver::config::{Cli, Command, DevArgs, ServeArgs, ServerArgs, SlotCommand};
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let level = match &cli.command {
         Command::Serve(s) => s.server.log_level.clone(),
         Command::Dev(d) => d.server.log_level.clone(),
-        Command::Migrate(_) => "info".to_string(),
+        Command::Migrate(_) | Command::Slot(_) => "info".to_string(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate(args).await,
             Command::Dev(args) => dev(args).await,
+            Command::Slot(cmd) => slot(cmd).await,
         }
     });
     match result {
@@ -194,4 +195,77 @@ async fn run_until_signal(
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())
+}
+
+async fn slot(cmd: SlotCommand) -> Result<(), String> {
+    use ark_apiserver::cdc::slot as s;
+    let (SlotCommand::Status(args) | SlotCommand::Drop(args)) = &cmd;
+    s::validate_slot_name(&args.names.slot_name)?;
+    let db = args.db.resolve().map_err(|e| e.to_string())?;
+    let pool = ark_apiserver::store::connect::pool(&db).map_err(|e| e.to_string())?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    match cmd {
+        SlotCommand::Status(args) => match s::inspect(&client, &args.names.slot_name).await? {
+            None => {
+                println!("slot {:?} does not exist", args.names.slot_name);
+                Ok(())
+            }
+            Some(i) => {
+                let bytes = |b: Option<i64>| {
+                    b.map(|b| format!("{b} bytes"))
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!("slot:                {}", i.name);
+                println!("type:                {}", i.slot_type);
+                println!(
+                    "plugin:              {}",
+                    i.plugin.as_deref().unwrap_or("-")
+                );
+                println!("active:              {}", i.active);
+                println!(
+                    "active pid:          {}",
+                    i.active_pid
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+                println!(
+                    "wal_status:          {}",
+                    i.wal_status.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "restart_lsn:         {}",
+                    i.restart_lsn.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "confirmed_flush_lsn: {}",
+                    i.confirmed_flush_lsn.as_deref().unwrap_or("-")
+                );
+                println!("retained WAL:        {}", bytes(i.retained_bytes));
+                println!("lag:                 {}", bytes(i.lag_bytes));
+                if i.is_invalidated() {
+                    println!("\nthe slot is invalidated: ark-apiserver recreates it at start (watches then relist)");
+                }
+                Ok(())
+            }
+        },
+        SlotCommand::Drop(args) => {
+            let dropped = s::drop_slot(&client, &args.names.slot_name, true).await?;
+            let pub_dropped = s::drop_publication(&client, &args.names.publication_name).await?;
+            println!(
+                "slot {:?}: {}; publication {:?}: {}",
+                args.names.slot_name,
+                if dropped { "dropped" } else { "did not exist" },
+                args.names.publication_name,
+                if pub_dropped {
+                    "dropped"
+                } else {
+                    "did not exist"
+                }
+            );
+            Ok(())
+        }
+    }
 }

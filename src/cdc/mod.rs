@@ -1,0 +1,5 @@
+//! The change stream: the `ark_cdc` logical replication slot, decoded into committed
+//! transactions and applied to the in-memory state. This is the only module that speaks
+//! the replication protocol; `slot` manages the slot and publication over SQL.
+
+pub mod slot;
