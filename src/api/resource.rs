@@ -142,14 +142,18 @@ async fn dispatch(
         "list" => {
             let out = negotiate::negotiate(accept, true)?;
             let opts = ListOptions::parse(&query, def.namespaced)?;
+            opts.validate()?;
             let include = IncludeObject::parse(last(&query, "includeObject"))
                 .map_err(ApiError::bad_request)?;
             let result = reg.list(def, info.namespace.as_deref(), &opts).await?;
             Ok(render_list(def, result, out, include))
         }
-        "watch" => Err(ApiError::method_not_allowed(
-            "watch is not served by this version of ark-apiserver yet; list without watch=true",
-        )),
+        "watch" => {
+            ListOptions::parse(&query, def.namespaced)?.validate()?;
+            Err(ApiError::method_not_allowed(
+                "watch is not served by this version of ark-apiserver yet; list without watch=true",
+            ))
+        }
         "get" => {
             let out = negotiate::negotiate(accept, false)?;
             let include = IncludeObject::parse(last(&query, "includeObject"))

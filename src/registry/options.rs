@@ -126,6 +126,72 @@ impl ListOptions {
     }
 }
 
+impl ListOptions {
+    /// kube's `ValidateListOptions` rules for watches, including WatchList
+    /// (`sendInitialEvents`). A client that sends an invalid combination gets 422 and falls
+    /// back to LIST then WATCH, as client-go does.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut errs = Vec::new();
+        match (self.watch, self.send_initial_events) {
+            (false, Some(_)) => errs.push(FieldError::forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            )),
+            (true, Some(_)) => {
+                if self.resource_version_match.as_deref() != Some("NotOlderThan") {
+                    errs.push(FieldError::forbidden(
+                        "resourceVersionMatch",
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                    ));
+                }
+                if !self.allow_watch_bookmarks {
+                    errs.push(FieldError::forbidden(
+                        "allowWatchBookmarks",
+                        "sendInitialEvents requires setting allowWatchBookmarks to true",
+                    ));
+                }
+            }
+            (true, None) => {
+                if self.resource_version_match.is_some() {
+                    errs.push(FieldError::forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                    ));
+                }
+            }
+            (false, None) => {
+                if self.resource_version_match.is_some() && self.resource_version.is_none() {
+                    errs.push(FieldError::forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    ));
+                }
+                if self.resource_version_match.as_deref() == Some("Exact")
+                    && self.resource_version.as_deref() == Some("0")
+                {
+                    errs.push(FieldError::forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                    ));
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                ResourceRef {
+                    group: "meta.k8s.io",
+                    plural: "listoptions",
+                    kind: "ListOptions",
+                },
+                "",
+                errs,
+            ))
+        }
+    }
+}
+
 /// Options shared by create, update, patch and delete.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -369,6 +435,65 @@ mod tests {
         let e = ContinueToken::decode("!!!").unwrap_err();
         assert_eq!(e.code, 400);
         assert!(e.message.starts_with("continue key is not valid"));
+    }
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn watch_list_needs_not_older_than_and_bookmarks() {
+        let ok = ListOptions::parse(
+            &q(&[
+                ("watch", "true"),
+                ("sendInitialEvents", "true"),
+                ("resourceVersionMatch", "NotOlderThan"),
+                ("allowWatchBookmarks", "true"),
+            ]),
+            true,
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        let e = ListOptions::parse(
+            &q(&[("watch", "true"), ("sendInitialEvents", "true")]),
+            true,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message
+                .starts_with("ListOptions.meta.k8s.io \"\" is invalid: ["),
+            "{}",
+            e.message
+        );
+        assert!(e
+            .message
+            .contains("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+        assert!(e
+            .message
+            .contains("sendInitialEvents requires setting allowWatchBookmarks to true"));
+        let e = ListOptions::parse(&q(&[("sendInitialEvents", "true")]), true)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e
+            .message
+            .contains("sendInitialEvents is forbidden for list"));
+        let e = ListOptions::parse(
+            &q(&[("watch", "true"), ("resourceVersionMatch", "NotOlderThan")]),
+            true,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(e
+            .message
+            .contains("forbidden for watch unless sendInitialEvents is provided"));
     }
 
     #[test]

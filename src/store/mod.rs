@@ -8,6 +8,7 @@ pub mod connect;
 pub mod error;
 pub mod migrate;
 pub mod row;
+pub mod seed;
 pub mod select;
 pub mod writer;
 
