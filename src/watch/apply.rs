@@ -1,0 +1,195 @@
+//! The single writer: turns committed transactions into the next snapshot and its events.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use imbl::{HashMap, OrdMap};
+
+use super::object::{Change, Event, EventType, Obj, Rv};
+use super::snapshot::{Key, KindState, Snapshot};
+use super::HistoryLimits;
+
+/// What one [`State::apply`](super::State::apply) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyOutcome {
+    /// Events appended to the history (a uid change counts two).
+    pub events: usize,
+    /// Changes skipped because the state already includes them (replay after a restart).
+    pub skipped: usize,
+    /// The state's resourceVersion afterwards.
+    pub rv: Rv,
+}
+
+/// Builds the snapshot that follows `cur` once `txn` is applied. Returns it (`None` when
+/// nothing changed), the outcome and the kinds that got events.
+pub(crate) fn next_snapshot(
+    cur: &Snapshot,
+    txn: Vec<Change>,
+    limits: &HistoryLimits,
+    now: Instant,
+) -> (Option<Snapshot>, ApplyOutcome, BTreeSet<String>) {
+    let mut next = cur.successor();
+    let mut out = ApplyOutcome {
+        rv: cur.rv,
+        ..ApplyOutcome::default()
+    };
+    let mut touched = BTreeSet::new();
+    for change in txn {
+        let obj = change.object();
+        let rv = obj.rv();
+        // rvs follow commit order and the state has every change up to its rv, so anything
+        // at or below it is a replay of what the seed or an earlier apply already holds.
+        if rv <= next.rv {
+            out.skipped += 1;
+            continue;
+        }
+        let kind = obj.kind().to_string();
+        if !next.kinds.contains_key(&kind) {
+            next.kinds
+                .insert(kind.clone(), KindState::new(next.seed_rv));
+        }
+        let ks = next.kinds.get_mut(&kind).expect("inserted above");
+        let events = match change {
+            Change::Put(obj) => put(ks, &mut next.uids, obj, now),
+            Change::Delete(obj) => delete(ks, &mut next.uids, obj, now),
+        };
+        let Some(events) = events else {
+            out.skipped += 1;
+            continue;
+        };
+        next.rv = rv;
+        if !events.is_empty() {
+            out.events += events.len();
+            touched.insert(kind);
+            for ev in events {
+                ks.history.push_back(Arc::new(ev));
+            }
+        }
+    }
+    let mut trimmed = false;
+    let stale: Vec<String> = next
+        .kinds
+        .iter()
+        .filter(|(_, ks)| ks.needs_trim(limits, now))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for kind in stale {
+        if let Some(ks) = next.kinds.get_mut(&kind) {
+            trimmed |= ks.trim(limits, now);
+        }
+    }
+    out.rv = next.rv;
+    let changed = next.rv != cur.rv || trimmed;
+    (changed.then_some(next), out, touched)
+}
+
+/// The events of a Put, or `None` when the stored version is already this one or newer.
+fn put(
+    ks: &mut KindState,
+    uids: &mut HashMap<String, (String, Key)>,
+    obj: Arc<Obj>,
+    now: Instant,
+) -> Option<Vec<Event>> {
+    let rv = obj.rv();
+    let key = obj.key();
+    let index = |uids: &mut HashMap<String, (String, Key)>, o: &Obj| {
+        uids.insert(o.uid().to_string(), (o.kind().to_string(), o.key()));
+    };
+    let events = match ks.objects.get(&key) {
+        Some(old) if old.rv() >= rv => return None,
+        Some(old) if old.uid() == obj.uid() => {
+            vec![Event::new(
+                EventType::Modified,
+                rv,
+                Arc::clone(&obj),
+                Some(Arc::clone(old)),
+                now,
+            )]
+        }
+        Some(old) => {
+            // Deleted and recreated while the stream missed the delete: the old object
+            // goes, then the new one comes, both at this rv. The DELETED object says
+            // rv - 1 so that a client resuming from it is sent the ADDED again.
+            uids.remove(old.uid());
+            index(uids, &obj);
+            let gone = Arc::new(old.with_rv(rv.saturating_sub(1)));
+            vec![
+                Event::new(EventType::Deleted, rv, gone, Some(Arc::clone(old)), now),
+                Event::new(EventType::Added, rv, Arc::clone(&obj), None, now),
+            ]
+        }
+        None => {
+            index(uids, &obj);
+            vec![Event::new(
+                EventType::Added,
+                rv,
+                Arc::clone(&obj),
+                None,
+                now,
+            )]
+        }
+    };
+    ks.objects.insert(key, obj);
+    Some(events)
+}
+
+/// The events of a Delete: none for a key that is not live, `None` for a replay.
+fn delete(
+    ks: &mut KindState,
+    uids: &mut HashMap<String, (String, Key)>,
+    obj: Arc<Obj>,
+    now: Instant,
+) -> Option<Vec<Event>> {
+    let rv = obj.rv();
+    let key = obj.key();
+    let Some(old) = ks.objects.get(&key).cloned() else {
+        return Some(Vec::new());
+    };
+    if old.rv() >= rv {
+        return None;
+    }
+    ks.objects.remove(&key);
+    uids.remove(old.uid());
+    // A delete of another incarnation than the one we hold still means the key is gone;
+    // the watcher knew the one we hold, so it is the one reported gone.
+    let last = if old.uid() == obj.uid() {
+        obj
+    } else {
+        Arc::new(old.with_rv(rv))
+    };
+    Some(vec![Event::new(
+        EventType::Deleted,
+        rv,
+        last,
+        Some(old),
+        now,
+    )])
+}
+
+/// The state a reset installs: `objects` as the live set at `rv`, empty history.
+pub(crate) fn seeded(cur: &Snapshot, objects: Vec<Arc<Obj>>, rv: Rv) -> Snapshot {
+    let mut kinds: OrdMap<String, KindState> = OrdMap::new();
+    let mut uids = HashMap::new();
+    // A seed read in one snapshot has no object above its rv; if one does, the state must
+    // still cover it, or its own change would be applied (and sent) again.
+    let rv = objects.iter().map(|o| o.rv()).fold(rv, Rv::max);
+    for obj in objects {
+        let kind = obj.kind().to_string();
+        if !kinds.contains_key(&kind) {
+            kinds.insert(kind.clone(), KindState::new(rv));
+        }
+        let ks = kinds.get_mut(&kind).expect("inserted above");
+        if let Some(old) = ks.objects.insert(obj.key(), Arc::clone(&obj)) {
+            uids.remove(old.uid());
+        }
+        uids.insert(obj.uid().to_string(), (kind, obj.key()));
+    }
+    let mut next = cur.successor();
+    next.rv = rv;
+    next.seed_rv = rv;
+    next.epoch = cur.epoch + 1;
+    next.kinds = kinds;
+    next.uids = uids;
+    next
+}

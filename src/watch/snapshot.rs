@@ -1,0 +1,328 @@
+//! The state as of one transaction boundary: live objects and per-kind history, in
+//! persistent maps so that a snapshot is an `Arc` and the next one shares its structure.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use imbl::{HashMap, OrdMap, Vector};
+
+use super::object::{Event, Obj, Rv};
+use super::HistoryLimits;
+use crate::k8s::selector::{FieldSelector, LabelSelector};
+
+/// (namespace, name); the namespace is "" for cluster-scoped kinds.
+pub(crate) type Key = (String, String);
+
+/// One kind's objects and recent events.
+#[derive(Clone)]
+pub(crate) struct KindState {
+    pub(crate) objects: OrdMap<Key, Arc<Obj>>,
+    /// Events in rv order; `history[i]` has sequence number `first_seq + i`.
+    pub(crate) history: Vector<Arc<Event>>,
+    pub(crate) first_seq: u64,
+    /// Every event of this kind with an rv above this is in `history`: the oldest rv a
+    /// watch can start from.
+    pub(crate) history_start: Rv,
+}
+
+impl KindState {
+    pub(crate) fn new(history_start: Rv) -> KindState {
+        KindState {
+            objects: OrdMap::new(),
+            history: Vector::new(),
+            first_seq: 0,
+            history_start,
+        }
+    }
+
+    /// The sequence number the next event will get.
+    pub(crate) fn head(&self) -> u64 {
+        self.first_seq + self.history.len() as u64
+    }
+
+    /// The sequence number of the first event with an rv above `rv`.
+    pub(crate) fn seq_after(&self, rv: Rv) -> u64 {
+        let idx = self
+            .history
+            .binary_search_by(|e| {
+                if e.rv() <= rv {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            })
+            .unwrap_or_else(|i| i);
+        self.first_seq + idx as u64
+    }
+
+    /// Drops events beyond the count limit or older than the age limit. Returns whether
+    /// anything was dropped.
+    pub(crate) fn trim(&mut self, limits: &HistoryLimits, now: Instant) -> bool {
+        let mut trimmed = false;
+        while let Some(front) = self.history.front() {
+            let too_many = self.history.len() > limits.max_events_per_kind;
+            let too_old = now.saturating_duration_since(front.at()) > limits.max_age;
+            if !too_many && !too_old {
+                break;
+            }
+            self.history_start = front.rv();
+            self.history.pop_front();
+            self.first_seq += 1;
+            trimmed = true;
+        }
+        trimmed
+    }
+
+    pub(crate) fn needs_trim(&self, limits: &HistoryLimits, now: Instant) -> bool {
+        self.history.front().is_some_and(|f| {
+            self.history.len() > limits.max_events_per_kind
+                || now.saturating_duration_since(f.at()) > limits.max_age
+        })
+    }
+}
+
+/// What a LIST or a watch selects: an optional namespace and kube's two selectors.
+#[derive(Clone, Copy)]
+pub(crate) struct Filter<'a> {
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) labels: &'a LabelSelector,
+    pub(crate) fields: &'a FieldSelector,
+}
+
+impl Filter<'_> {
+    pub(crate) fn matches(&self, obj: &Obj) -> bool {
+        self.namespace.is_none_or(|ns| obj.namespace() == ns)
+            && self.labels.matches(obj.labels())
+            && self.fields.matches(|field| match field {
+                "metadata.name" => Some(obj.name()),
+                "metadata.namespace" => Some(obj.namespace()),
+                _ => None,
+            })
+    }
+
+    fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+}
+
+/// The whole state as of one transaction boundary. Cheap to keep: it shares all unchanged
+/// structure with its neighbours.
+pub struct Snapshot {
+    pub(crate) rv: Rv,
+    /// Incremented by every reset; watches of an older epoch end with 410 Expired.
+    pub(crate) epoch: u64,
+    /// The rv of the last reset: the history start of a kind that has had no event since.
+    pub(crate) seed_rv: Rv,
+    pub(crate) kinds: OrdMap<String, KindState>,
+    pub(crate) uids: HashMap<String, (String, Key)>,
+    pub(crate) retained: Weak<Retained>,
+}
+
+impl Snapshot {
+    pub(crate) fn empty(retained: Weak<Retained>) -> Snapshot {
+        Snapshot {
+            rv: 0,
+            epoch: 0,
+            seed_rv: 0,
+            kinds: OrdMap::new(),
+            uids: HashMap::new(),
+            retained,
+        }
+    }
+
+    /// The resourceVersion of the last change this snapshot includes (or of the seed).
+    pub fn rv(&self) -> Rv {
+        self.rv
+    }
+
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Arc<Obj>> {
+        let key = (namespace.to_string(), name.to_string());
+        self.kinds.get(kind)?.objects.get(&key).cloned()
+    }
+
+    pub fn get_by_uid(&self, uid: &str) -> Option<Arc<Obj>> {
+        let (kind, key) = self.uids.get(uid)?;
+        self.kinds.get(kind.as_str())?.objects.get(key).cloned()
+    }
+
+    /// How many objects of the kind are live.
+    pub fn len(&self, kind: &str) -> usize {
+        self.kinds.get(kind).map_or(0, |k| k.objects.len())
+    }
+
+    pub fn is_empty(&self, kind: &str) -> bool {
+        self.len(kind) == 0
+    }
+
+    /// One page of a LIST in (namespace, name) order, from the first key after `after`.
+    ///
+    /// Returns the objects, whether more match after them, and how many more match. The
+    /// count is exact only when both selectors are empty (kube reports
+    /// `remainingItemCount` only then); with a selector it is 0 and `more` says whether
+    /// at least one more matches, without scanning the rest. A `limit` of 0 or `None`
+    /// means no limit.
+    ///
+    /// A page that has more after it keeps this snapshot retrievable with
+    /// [`State::snapshot_at`](super::State::snapshot_at) for the continue token.
+    pub fn list(
+        self: &Arc<Self>,
+        kind: &str,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        after: Option<(&str, &str)>,
+        limit: Option<usize>,
+    ) -> (Vec<Arc<Obj>>, bool, usize) {
+        let filter = Filter {
+            namespace,
+            labels,
+            fields,
+        };
+        let limit = limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
+        let mut iter = self
+            .scan(kind, namespace, after)
+            .filter(|o| filter.matches(o));
+        let items: Vec<Arc<Obj>> = iter.by_ref().take(limit).cloned().collect();
+        let (more, remaining) = if items.len() < limit {
+            (false, 0)
+        } else if filter.is_everything() {
+            let n = iter.count();
+            (n > 0, n)
+        } else {
+            (iter.next().is_some(), 0)
+        };
+        if more {
+            if let Some(retained) = self.retained.upgrade() {
+                retained.retain(self);
+            }
+        }
+        (items, more, remaining)
+    }
+
+    /// The objects of a kind in key order, within a namespace if given, after a key if given.
+    pub(crate) fn scan<'a>(
+        &'a self,
+        kind: &str,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+    ) -> impl Iterator<Item = &'a Arc<Obj>> + 'a {
+        let own = |(ns, name): (&str, &str)| (ns.to_string(), name.to_string());
+        let mut lower = match namespace {
+            Some(ns) => Bound::Included((ns.to_string(), String::new())),
+            None => Bound::Unbounded,
+        };
+        let upper = match namespace {
+            // The first key past every (ns, *) key: the next namespace string.
+            Some(ns) => Bound::Excluded((format!("{ns}\0"), String::new())),
+            None => Bound::Unbounded,
+        };
+        let mut empty = false;
+        if let Some(after) = after {
+            match namespace {
+                Some(ns) if after.0 > ns => empty = true,
+                Some(ns) if after.0 < ns => {}
+                _ => lower = Bound::Excluded(own(after)),
+            }
+        }
+        self.kinds
+            .get(kind)
+            .filter(|_| !empty)
+            .into_iter()
+            .flat_map(move |k| k.objects.range((lower.clone(), upper.clone())))
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn kind_state(&self, kind: &str) -> Option<&KindState> {
+        self.kinds.get(kind)
+    }
+
+    /// The oldest rv a watch of the kind can start from (older: 410 too old).
+    pub fn oldest_rv(&self, kind: &str) -> Rv {
+        self.kinds
+            .get(kind)
+            .map_or(self.seed_rv, |k| k.history_start)
+    }
+
+    /// The next state, sharing everything with this one.
+    pub(crate) fn successor(&self) -> Snapshot {
+        Snapshot {
+            rv: self.rv,
+            epoch: self.epoch,
+            seed_rv: self.seed_rv,
+            kinds: self.kinds.clone(),
+            uids: self.uids.clone(),
+            retained: self.retained.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("rv", &self.rv)
+            .field("epoch", &self.epoch)
+            .field("kinds", &self.kinds.len())
+            .finish()
+    }
+}
+
+/// Snapshots kept for continue tokens: those a LIST page with more after it was served
+/// from, for `max_age` after that page, at most `max` of them.
+pub(crate) struct Retained {
+    map: Mutex<BTreeMap<Rv, (Instant, Arc<Snapshot>)>>,
+    epoch: AtomicU64,
+    max_age: Duration,
+    max: usize,
+}
+
+impl Retained {
+    pub(crate) fn new(max_age: Duration, max: usize) -> Retained {
+        Retained {
+            map: Mutex::new(BTreeMap::new()),
+            epoch: AtomicU64::new(0),
+            max_age,
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Rv, (Instant, Arc<Snapshot>)>> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        map.retain(|_, (at, _)| now.saturating_duration_since(*at) <= self.max_age);
+        map
+    }
+
+    pub(crate) fn retain(&self, snap: &Arc<Snapshot>) {
+        if self.max == 0 {
+            return;
+        }
+        let mut map = self.lock();
+        // Checked under the lock that `clear` takes, so a page served just before a reset
+        // cannot bring back a snapshot of the previous epoch.
+        if snap.epoch != self.epoch.load(Ordering::Acquire) {
+            return;
+        }
+        map.entry(snap.rv)
+            .or_insert_with(|| (Instant::now(), Arc::clone(snap)));
+        while map.len() > self.max {
+            map.pop_first();
+        }
+    }
+
+    pub(crate) fn get(&self, rv: Rv) -> Option<Arc<Snapshot>> {
+        self.lock().get(&rv).map(|(_, s)| Arc::clone(s))
+    }
+
+    pub(crate) fn clear(&self, epoch: u64) {
+        let mut map = self.lock();
+        self.epoch.store(epoch, Ordering::Release);
+        map.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
