@@ -63,6 +63,28 @@ impl TestDb {
         TestDb { url }
     }
 
+    /// A slot name of this database's own (slots are shared by the whole cluster).
+    pub fn slot_name(&self) -> String {
+        let db = self
+            .url
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("");
+        format!("{db}_cdc")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
     pub fn config(&self) -> DbConfig {
         let mut pg: tokio_postgres::Config = self
             .url
@@ -120,6 +142,8 @@ impl TestServer {
     pub async fn start_on_with(db: TestDb, tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
         init_logging();
         let mut opts = ServeOptions::new(db.config(), "127.0.0.1:0".parse().unwrap());
+        // Replication slots are cluster-wide: one per test database.
+        opts.slot_name = db.slot_name();
         tweak(&mut opts);
         let mut running = app::start(opts).await.expect("starting the server");
         tokio::time::timeout(Duration::from_secs(60), &mut running.init)
@@ -127,6 +151,10 @@ impl TestServer {
             .expect("database init timed out")
             .expect("init task")
             .expect("database init");
+        running
+            .wait_stream_ready(Duration::from_secs(60))
+            .await
+            .expect("the change stream starts");
         TestServer {
             addr: running.addr,
             db,

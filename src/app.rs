@@ -11,6 +11,8 @@ use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Readiness};
+use crate::cdc::status::StreamStatus;
+use crate::cdc::stream::StreamConfig;
 use crate::k8s::resource::{DefinitionError, Resources};
 use crate::registry::Registry;
 use crate::store::connect::{self, ConnectError, DbConfig};
@@ -31,6 +33,9 @@ pub struct ServeOptions {
     pub write_batch_size: usize,
     pub deleted_retention: Duration,
     pub skip_migrations: bool,
+    pub slot_name: String,
+    pub publication_name: String,
+    pub watch: crate::watch::Config,
 }
 
 impl ServeOptions {
@@ -46,6 +51,9 @@ impl ServeOptions {
             write_batch_size: 256,
             deleted_retention: Duration::from_secs(3600),
             skip_migrations: false,
+            slot_name: "ark_cdc".into(),
+            publication_name: "ark_cdc".into(),
+            watch: crate::watch::Config::default(),
         }
     }
 }
@@ -80,6 +88,9 @@ pub struct Running {
     /// The serving certificate, PEM, for clients that want to verify it.
     pub cert_pem: String,
     pub init: JoinHandle<Result<(), StartError>>,
+    /// The change stream; it ends only when the database cannot feed a watch at all.
+    pub stream: JoinHandle<crate::cdc::slot::PreflightError>,
+    pub stream_status: Arc<StreamStatus>,
     pub readiness: Arc<Readiness>,
     server: actix_web::dev::ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
@@ -91,11 +102,32 @@ impl Running {
     /// stops background tasks.
     pub async fn stop(self) {
         self.init.abort();
+        self.stream.abort();
         for h in &self.housekeeping {
             h.abort();
         }
         self.server.stop(true).await;
         let _ = self.server_task.await;
+    }
+
+    /// Waits until the change stream is up (the server is ready), or says why not.
+    pub async fn wait_stream_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.stream_status.check().is_ok() {
+                return Ok(());
+            }
+            if self.stream.is_finished() {
+                return Err(match (&mut self.stream).await {
+                    Ok(e) => e.to_string(),
+                    Err(e) => e.to_string(),
+                });
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(self.stream_status.check().err().unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until the HTTP server stops on its own.
@@ -140,11 +172,14 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let pool = connect::pool(&opts.db)?;
     let store = Arc::new(Store::new(pool, opts.write_batch_size));
     let readiness = Arc::new(Readiness::default());
+    let watch_state = Arc::new(crate::watch::State::new(opts.watch.clone()));
+    let stream_status = Arc::new(StreamStatus::new());
     let state = web::Data::new(AppState::new(
         resources,
-        Registry::new(store.clone()),
+        Registry::new(store.clone(), watch_state.clone(), stream_status.clone()),
         opts.max_body_bytes,
         readiness.clone(),
+        stream_status.clone(),
         crate::metrics::handle(),
     ));
     let server =
@@ -166,12 +201,26 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let init_ready = readiness.clone();
     let skip = opts.skip_migrations;
     let init = tokio::spawn(async move { init_database(&init_store, skip, &init_ready).await });
+    let stream_cfg = StreamConfig {
+        db: opts.db.clone(),
+        slot: opts.slot_name.clone(),
+        publication: opts.publication_name.clone(),
+    };
+    let stream = tokio::spawn(run_stream(
+        stream_cfg,
+        store.pool().clone(),
+        watch_state,
+        stream_status.clone(),
+        readiness.clone(),
+    ));
     let retention = opts.deleted_retention;
     let purge = tokio::spawn(purge_loop(store, readiness.clone(), retention));
     Ok(Running {
         addr,
         cert_pem,
         init,
+        stream,
+        stream_status,
         readiness,
         server: handle,
         server_task,
@@ -230,6 +279,20 @@ async fn init_database(
     readiness.schema_ready.store(true, Ordering::Release);
     tracing::info!("database ready");
     Ok(())
+}
+
+/// The change stream starts once the schema (and with it the publication) is in place.
+async fn run_stream(
+    cfg: StreamConfig,
+    pool: deadpool_postgres::Pool,
+    state: Arc<crate::watch::State>,
+    status: Arc<StreamStatus>,
+    readiness: Arc<Readiness>,
+) -> crate::cdc::slot::PreflightError {
+    while !readiness.schema_ready.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    crate::cdc::stream::run(cfg, pool, state, status).await
 }
 
 async fn purge_loop(store: Arc<Store>, readiness: Arc<Readiness>, retention: Duration) {

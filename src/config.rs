@@ -145,6 +145,12 @@ pub struct ServerArgs {
     /// How long soft-deleted rows are kept before they are purged (e.g. 90s, 30m, 1h).
     #[arg(long, env = "ARK_DELETED_RETENTION", default_value = "1h", value_parser = parse_duration)]
     pub deleted_retention: Duration,
+    /// How far back watches can resume (resourceVersions older than this get 410).
+    #[arg(long, env = "ARK_WATCH_HISTORY", default_value = "5m", value_parser = parse_duration)]
+    pub watch_history: Duration,
+    /// Most events of one kind kept for resuming watches.
+    #[arg(long, env = "ARK_WATCH_HISTORY_EVENTS", default_value_t = 10_000)]
+    pub watch_history_events: usize,
     /// Log filter, as RUST_LOG (e.g. info, ark_apiserver=debug).
     #[arg(long, env = "ARK_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -49,6 +49,8 @@ fn settings(port: u16, socket_dir: &Path, fast: bool) -> String {
         socket_dir.display()
     );
     if fast {
+        // Test clusters hold a server (and a slot) per test database.
+        s.push_str("max_replication_slots = 200\nmax_wal_senders = 200\n");
         // Test clusters trade durability for speed; nothing in them must survive a crash.
         // synchronous_commit stays on: logical decoding only sees flushed WAL, so turning it
         // off would delay the change stream by up to wal_writer_delay.

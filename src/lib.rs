@@ -8,6 +8,7 @@ pub mod config;
 pub mod embedded;
 pub mod k8s;
 pub mod metrics;
+pub mod pgoutput;
 pub mod registry;
 pub mod store;
 pub mod tls;

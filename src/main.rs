@@ -58,6 +58,8 @@ fn options(db: DbConfig, server: &ServerArgs) -> Result<ServeOptions, String> {
     o.max_body_bytes = server.max_body_bytes;
     o.write_batch_size = server.write_batch_size;
     o.deleted_retention = server.deleted_retention;
+    o.watch.history.max_age = server.watch_history;
+    o.watch.history.max_events_per_kind = server.watch_history_events;
     Ok(o)
 }
 
@@ -67,6 +69,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let db = args.db.resolve().map_err(|e| e.to_string())?;
     let mut o = options(db, &args.server)?;
     o.skip_migrations = args.skip_migrations;
+    ark_apiserver::cdc::slot::validate_slot_name(&args.names.slot_name)?;
+    o.slot_name = args.names.slot_name.clone();
+    o.publication_name = args.names.publication_name.clone();
     run_until_signal(o, None).await
 }
 
@@ -187,6 +192,14 @@ async fn run_until_signal(
                         return Err(format!("startup task failed: {e}"));
                     }
                 }
+            }
+            r = &mut running.stream => {
+                let msg = match r {
+                    Ok(e) => e.to_string(),
+                    Err(e) => format!("the change stream task failed: {e}"),
+                };
+                running.stop().await;
+                return Err(msg);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,

@@ -4,6 +4,7 @@
 pub mod negotiate;
 pub mod request_info;
 pub mod resource;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub openapi_v3: Vec<(String, Value)>,
     pub max_body_bytes: usize,
     pub readiness: Arc<Readiness>,
+    pub stream: Arc<crate::cdc::status::StreamStatus>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -45,6 +47,7 @@ impl AppState {
         registry: Registry,
         max_body_bytes: usize,
         readiness: Arc<Readiness>,
+        stream: Arc<crate::cdc::status::StreamStatus>,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
         let discovery = Discovery::build(&resources);
@@ -81,6 +84,7 @@ impl AppState {
             openapi_v3,
             max_body_bytes,
             readiness,
+            stream,
             metrics,
         }
     }
@@ -153,6 +157,7 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             Err("migrations are not applied yet".into())
         },
     ));
+    checks.push(("change-stream", state.stream.check()));
     let ping = tokio::time::timeout(Duration::from_secs(1), state.registry.store().ping()).await;
     checks.push((
         "database",

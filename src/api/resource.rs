@@ -103,7 +103,7 @@ async fn dispatch(
     payload: web::Payload,
     state: &AppState,
     info: &RequestInfo,
-    def: &ResourceDef,
+    def: &std::sync::Arc<ResourceDef>,
     verb: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse_query(req.query_string())?;
@@ -149,17 +149,32 @@ async fn dispatch(
             Ok(render_list(def, result, out, include))
         }
         "watch" => {
-            ListOptions::parse(&query, def.namespaced)?.validate()?;
-            Err(ApiError::method_not_allowed(
-                "watch is not served by this version of ark-apiserver yet; list without watch=true",
-            ))
+            let mut out = negotiate::negotiate(accept, true)?;
+            out.encoding = Encoding::Json;
+            let opts = ListOptions::parse(&query, def.namespaced)?;
+            opts.validate()?;
+            super::watch::serve(
+                reg.state(),
+                def.clone(),
+                info.namespace.as_deref(),
+                opts,
+                out,
+            )
+            .await
         }
         "get" => {
             let out = negotiate::negotiate(accept, false)?;
             let include = IncludeObject::parse(last(&query, "includeObject"))
                 .map_err(ApiError::bad_request)?;
-            let obj = reg.get(def, ns, name).await?;
-            Ok(render_object(def, obj, out, include, StatusCode::OK))
+            let rv = last(&query, "resourceVersion").filter(|s| !s.is_empty());
+            let obj = reg.get(def, ns, name, rv).await?;
+            Ok(match out.shape {
+                // The object's JSON was serialized once when it entered the state.
+                Shape::Plain if out.encoding == Encoding::Json => HttpResponse::Ok()
+                    .insert_header((header::CONTENT_TYPE, out.content_type()))
+                    .body(obj.json().clone()),
+                _ => render_object(def, obj.value().clone(), out, include, StatusCode::OK),
+            })
         }
         "create" => {
             let out = negotiate::negotiate(accept, false)?;
@@ -230,13 +245,8 @@ async fn dispatch(
             let items = reg
                 .delete_collection(def, info.namespace.as_deref(), &list_opts, &del, &opts)
                 .await?;
-            let result = registry::ListResult {
-                items,
-                resource_version: String::new(),
-                continue_token: None,
-                remaining: None,
-            };
-            Ok(render_list(def, result, out, IncludeObject::Metadata))
+            let list = serde_json::json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": {}, "items": items});
+            Ok(encode(&out, &list, StatusCode::OK))
         }
         _ => Err(method_not_allowed(def)),
     }
@@ -355,7 +365,7 @@ fn render_object(
             }
             table::render(
                 &def.printer_columns,
-                std::slice::from_ref(&obj),
+                std::iter::once(&obj),
                 meta,
                 include,
                 v,
@@ -373,38 +383,35 @@ fn render_list(
     include: IncludeObject,
 ) -> HttpResponse {
     let v = match out.shape {
-        Shape::Plain => registry::list_object(def, r),
-        Shape::Table(version) => {
-            let mut meta = Map::new();
-            meta.insert(
-                "resourceVersion".into(),
-                Value::String(r.resource_version.clone()),
-            );
-            if let Some(c) = &r.continue_token {
-                meta.insert("continue".into(), Value::String(c.clone()));
-            }
-            if let Some(n) = r.remaining {
-                meta.insert("remainingItemCount".into(), Value::from(n));
-            }
-            table::render(
-                &def.printer_columns,
-                &r.items,
-                meta,
-                include,
-                version,
-                chrono::Utc::now(),
-            )
+        Shape::Plain if out.encoding == Encoding::Json => {
+            return HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, out.content_type()))
+                .body(registry::list_json(def, &r));
         }
+        Shape::Plain => {
+            let items: Vec<&Value> = r.items.iter().map(|o| o.value()).collect();
+            serde_json::json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": registry::list_meta(&r), "items": items})
+        }
+        Shape::Table(version) => table::render(
+            &def.printer_columns,
+            r.items.iter().map(|o| o.value()),
+            registry::list_meta(&r),
+            include,
+            version,
+            chrono::Utc::now(),
+        ),
         Shape::PartialMetadata(version) => {
             let items: Vec<Value> = r
                 .items
                 .iter()
-                .map(|o| table::partial_object_metadata(o, version))
+                .map(|o| table::partial_object_metadata(o.value(), version))
                 .collect();
-            let mut list = registry::list_object(def, registry::ListResult { items, ..r });
-            list["kind"] = Value::String("PartialObjectMetadataList".into());
-            list["apiVersion"] = Value::String(format!("meta.k8s.io/{version}"));
-            list
+            serde_json::json!({
+                "apiVersion": format!("meta.k8s.io/{version}"),
+                "kind": "PartialObjectMetadataList",
+                "metadata": registry::list_meta(&r),
+                "items": items,
+            })
         }
     };
     encode(&out, &v, StatusCode::OK)

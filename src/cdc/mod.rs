@@ -2,4 +2,7 @@
 //! transactions and applied to the in-memory state. This is the only module that speaks
 //! the replication protocol; `slot` manages the slot and publication over SQL.
 
+pub mod rows;
 pub mod slot;
+pub mod status;
+pub mod stream;

@@ -195,6 +195,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Details>,
+    /// `metadata.continue` of the Status: kube's inconsistent-continue token on a 410.
+    pub continue_token: Option<String>,
 }
 
 /// Identifies a resource in messages: `agents.ark.mckinsey.com`.
@@ -230,6 +232,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            continue_token: None,
         }
     }
 
@@ -239,6 +242,7 @@ impl ApiError {
             reason: "NotFound",
             message: format!("{} {} not found", r.qualified(), go_quote(name)),
             details: Some(r.details(name)),
+            continue_token: None,
         }
     }
 
@@ -248,6 +252,7 @@ impl ApiError {
             reason: "AlreadyExists",
             message: format!("{} {} already exists", r.qualified(), go_quote(name)),
             details: Some(r.details(name)),
+            continue_token: None,
         }
     }
 
@@ -263,6 +268,7 @@ impl ApiError {
                 why
             ),
             details: Some(r.details(name)),
+            continue_token: None,
         }
     }
 
@@ -304,6 +310,7 @@ impl ApiError {
                 causes: errors,
                 retry_after_seconds: None,
             }),
+            continue_token: None,
         }
     }
 
@@ -377,6 +384,9 @@ impl ApiError {
             "message": self.message,
             "reason": self.reason,
         });
+        if let Some(c) = &self.continue_token {
+            status["metadata"] = json!({"continue": c});
+        }
         if let Some(d) = &self.details {
             status["details"] = d.to_json();
         }

@@ -150,9 +150,9 @@ impl IncludeObject {
 
 /// Renders a Table. `list_meta` becomes the Table's metadata (resourceVersion, continue...).
 /// `table_version` is `v1` or `v1beta1`, whichever the client accepted.
-pub fn render(
+pub fn render<'a>(
     columns: &[PrinterColumn],
-    objects: &[Value],
+    objects: impl IntoIterator<Item = &'a Value>,
     list_meta: Map<String, Value>,
     include: IncludeObject,
     table_version: &str,
@@ -175,7 +175,7 @@ pub fn render(
         }));
     }
     let rows: Vec<Value> = objects
-        .iter()
+        .into_iter()
         .map(|o| row(columns, o, include, table_version, now))
         .collect();
     json!({

@@ -10,9 +10,11 @@ mod managed;
 mod options;
 mod patch;
 mod prepare;
+mod reads;
 mod strategy;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -22,7 +24,8 @@ pub use patch::PatchKind;
 use crate::k8s::object::{self, meta_mut};
 use crate::k8s::resource::ResourceDef;
 use crate::k8s::status::{ApiError, FieldError};
-use crate::store::{Columns, ListQuery, Store, StoreError, WriteOp};
+use crate::store::{Columns, Store, StoreError, WriteOp};
+use crate::watch::{Obj, State};
 
 /// Which part of an object a write addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +37,7 @@ pub enum Subresource {
 /// A LIST result before it is rendered.
 #[derive(Debug)]
 pub struct ListResult {
-    pub items: Vec<Value>,
+    pub items: Vec<Arc<Obj>>,
     pub resource_version: String,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
@@ -47,23 +50,67 @@ const GENERATE_NAME_RETRIES: usize = 7;
 
 pub struct Registry {
     store: Arc<Store>,
+    state: Arc<State>,
+    syncer: reads::Syncer,
 }
 
 impl Registry {
-    pub fn new(store: Arc<Store>) -> Self {
-        Registry { store }
+    pub fn new(
+        store: Arc<Store>,
+        state: Arc<State>,
+        status: Arc<crate::cdc::status::StreamStatus>,
+    ) -> Self {
+        let syncer = reads::Syncer::new(store.clone(), state.clone(), status);
+        Registry {
+            store,
+            state,
+            syncer,
+        }
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
-    pub async fn get(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
-        let mut obj = self.current(def, ns, name).await?;
-        def.schema.apply_defaults(&mut obj);
-        Ok(obj)
+    /// GET from memory: consistent without a resourceVersion, from any state with "0",
+    /// and not older than N otherwise.
+    pub async fn get(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        rv: Option<&str>,
+    ) -> Result<Arc<Obj>, ApiError> {
+        self.read_point(rv).await?;
+        self.state
+            .get(&def.kind, ns, name)
+            .ok_or_else(|| ApiError::not_found(def.resource_ref(), name))
     }
 
+    /// Makes the state at least as new as the read asks for.
+    async fn read_point(&self, rv: Option<&str>) -> Result<(), ApiError> {
+        match rv {
+            None => self.syncer.sync().await,
+            Some("0") => Ok(()),
+            Some(n) => {
+                let n: u64 = n.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version {n:?}"))
+                })?;
+                if self.state.wait_for_rv(n, Duration::from_secs(3)).await {
+                    Ok(())
+                } else {
+                    Err(too_large(n, self.state.rv()))
+                }
+            }
+        }
+    }
+
+    /// The object as stored, for read-modify-write: read from the table, which is
+    /// authoritative; the conditional write catches anything newer.
     async fn current(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
         match self.store.get(&def.kind, ns, name).await {
             Ok(Some(o)) => Ok(o),
@@ -72,6 +119,7 @@ impl Registry {
         }
     }
 
+    /// LIST from memory, paging through one snapshot with continue tokens.
     pub async fn list(
         &self,
         def: &ResourceDef,
@@ -83,42 +131,62 @@ impl Registry {
             .as_deref()
             .map(options::ContinueToken::decode)
             .transpose()?;
-        let q = ListQuery {
-            kind: &def.kind,
-            namespace: ns,
-            labels: &opts.labels,
-            fields: &opts.fields,
-            limit: opts.limit,
-            after: token
-                .as_ref()
-                .map(|t| (t.namespace.clone(), t.name.clone())),
+        let snap = match &token {
+            Some(t) if t.resource_version <= 0 => self.state.snapshot(),
+            Some(t) => match self.state.snapshot_at(t.resource_version as u64) {
+                Some(s) => s,
+                None => return Err(expired_continue(t)),
+            },
+            None => match (
+                opts.resource_version.as_deref(),
+                opts.resource_version_match.as_deref(),
+            ) {
+                (Some(n), Some("Exact")) => {
+                    let n: u64 = n.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resource version {n:?}"))
+                    })?;
+                    let current = self.state.snapshot();
+                    if current.rv() == n {
+                        current
+                    } else {
+                        self.state.snapshot_at(n).ok_or_else(|| {
+                            ApiError::gone(format!(
+                                "too old resource version: {n} ({})",
+                                current.rv()
+                            ))
+                        })?
+                    }
+                }
+                (rv, _) => {
+                    self.read_point(rv).await?;
+                    self.state.snapshot()
+                }
+            },
         };
-        let page = self
-            .store
-            .list(&q)
-            .await
-            .map_err(|e| store_error(def, "", e))?;
-        // Every page of one listing reports the first page's resourceVersion, as kube does.
-        let rv = token
+        let after = token
             .as_ref()
-            .map(|t| t.resource_version)
-            .unwrap_or(page.resource_version);
-        let mut items = page.items;
-        for o in &mut items {
-            def.schema.apply_defaults(o);
-        }
+            .map(|t| (t.namespace.as_str(), t.name.as_str()));
+        let (items, more, remaining) =
+            snap.list(&def.kind, ns, &opts.labels, &opts.fields, after, opts.limit);
+        let rv = snap.rv();
+        let continue_token = if more {
+            items.last().map(|o| {
+                options::ContinueToken {
+                    resource_version: rv as i64,
+                    namespace: o.namespace().to_string(),
+                    name: o.name().to_string(),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
         Ok(ListResult {
             items,
             resource_version: rv.to_string(),
-            continue_token: page.next.map(|(namespace, name)| {
-                options::ContinueToken {
-                    resource_version: rv,
-                    namespace,
-                    name,
-                }
-                .encode()
-            }),
-            remaining: page.remaining,
+            continue_token,
+            remaining: (more && opts.labels.is_empty() && opts.fields.is_empty())
+                .then_some(remaining as i64),
         })
     }
 
@@ -374,13 +442,7 @@ impl Registry {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             match self
-                .delete(
-                    def,
-                    object::namespace(&item),
-                    object::name(&item),
-                    del,
-                    opts,
-                )
+                .delete(def, item.namespace(), item.name(), del, opts)
                 .await
             {
                 Ok(o) => out.push(o),
@@ -480,15 +542,66 @@ pub fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
     }
 }
 
-/// Builds a list object of `def`'s list kind.
-pub fn list_object(def: &ResourceDef, r: ListResult) -> Value {
+/// The list metadata kube writes: resourceVersion, continue, remainingItemCount.
+pub fn list_meta(r: &ListResult) -> Map<String, Value> {
     let mut meta = Map::new();
     meta.insert("resourceVersion".into(), json!(r.resource_version));
-    if let Some(c) = r.continue_token {
+    if let Some(c) = &r.continue_token {
         meta.insert("continue".into(), json!(c));
     }
     if let Some(n) = r.remaining {
         meta.insert("remainingItemCount".into(), json!(n));
     }
-    json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": meta, "items": r.items})
+    meta
+}
+
+/// A list of `def`'s list kind, written from each object's JSON serialized once when it
+/// entered the state: no per-request serialization of the items.
+pub fn list_json(def: &ResourceDef, r: &ListResult) -> Vec<u8> {
+    let head =
+        json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": list_meta(r)})
+            .to_string();
+    let size: usize = r.items.iter().map(|o| o.json().len() + 1).sum();
+    let mut out = Vec::with_capacity(head.len() + size + 16);
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, o) in r.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(o.json());
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// kube's answer when a LIST asks for a resourceVersion the state has not reached.
+pub fn too_large(requested: u64, current: u64) -> ApiError {
+    ApiError::timeout(
+        format!("Too large resource version: {requested}, current: {current}"),
+        1,
+    )
+}
+
+/// kube's 410 for a continue token whose snapshot is gone, carrying a token that continues
+/// from the current state instead.
+fn expired_continue(t: &options::ContinueToken) -> ApiError {
+    let mut e = ApiError::gone(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+    );
+    e.continue_token = Some(
+        options::ContinueToken {
+            resource_version: 0,
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+        }
+        .encode(),
+    );
+    e
+}
+
+/// A storage failure outside any one object, for reads that are not about a name.
+pub fn storage_unavailable(e: &StoreError) -> ApiError {
+    tracing::warn!(error = %e, "storage error during a consistent read");
+    ApiError::service_unavailable("the storage backend (PostgreSQL) is unavailable; retry later")
 }

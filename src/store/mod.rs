@@ -193,6 +193,22 @@ impl Store {
         })
     }
 
+    /// Writes a non-transactional logical message and returns its WAL position: once the
+    /// change stream delivers it, the stream has passed every commit made before this call.
+    pub async fn emit_sync_message(&self) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached("SELECT pg_logical_emit_message(false, 'ark-apiserver/sync', '')::text")
+            .await
+            .map_err(StoreError::from_pg)?;
+        let lsn: String = c
+            .query_one(&stmt, &[])
+            .await
+            .map_err(StoreError::from_pg)?
+            .get(0);
+        parse_lsn(&lsn).ok_or_else(|| StoreError::Internal(format!("unexpected LSN {lsn:?}")))
+    }
+
     pub async fn write(&self, op: WriteOp) -> Result<Written, StoreError> {
         self.writers.submit(op).await
     }
@@ -217,4 +233,10 @@ impl Store {
         tx.commit().await.map_err(StoreError::from_pg)?;
         Ok(n)
     }
+}
+
+/// PostgreSQL's `X/Y` LSN text form.
+pub fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }

@@ -1,0 +1,266 @@
+//! WATCH over chunked HTTP: one JSON event per line, as kube-apiserver streams them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::negotiate::{Output, Shape};
+use crate::k8s::resource::ResourceDef;
+use crate::k8s::status::{ApiError, Details};
+use crate::k8s::table::{self, IncludeObject};
+use crate::registry::ListOptions;
+use crate::watch::{EventType, Start, State, Watch, WatchEnd, WatchError, WatchItem, WatchRequest};
+
+/// How long a watch from a resourceVersion the state has not reached waits for it (kube: 3 s).
+const TOO_NEW_WAIT: Duration = Duration::from_secs(3);
+/// Bookmarks at least this often, when the client allows them (kube: about once a minute).
+const BOOKMARK_EVERY: Duration = Duration::from_secs(50);
+/// kube's default minimum request timeout; a watch without timeoutSeconds lasts between
+/// one and two of these, randomized so that reconnects of many clients spread out.
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Keys for the per-event encoding cache, one per wire format.
+const ENC_JSON: u8 = 1;
+const ENC_TABLE_V1: u8 = 2;
+const ENC_TABLE_V1BETA1: u8 = 3;
+
+/// Opens a watch and returns the streaming response, or the Status for a request that
+/// cannot start (too large a resourceVersion: 504, as kube).
+pub async fn serve(
+    state: &Arc<State>,
+    def: Arc<ResourceDef>,
+    namespace: Option<&str>,
+    opts: ListOptions,
+    out: Output,
+) -> Result<HttpResponse, ApiError> {
+    let start = match (opts.send_initial_events, opts.resource_version.as_deref()) {
+        (Some(true), _) => Start::InitialState,
+        (_, None) | (_, Some("0")) => Start::InitialState,
+        (_, Some(rv)) => Start::From(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        ),
+    };
+    let announce_initial_end = opts.send_initial_events == Some(true);
+    let req = WatchRequest {
+        kind: def.kind.clone(),
+        namespace: namespace.map(str::to_string),
+        labels: opts.labels.clone(),
+        fields: opts.fields.clone(),
+        start,
+    };
+    let timeout = match opts.timeout_seconds {
+        Some(s) if s > 0 => Duration::from_secs(s as u64),
+        _ => {
+            MIN_REQUEST_TIMEOUT
+                + Duration::from_secs(rand::random::<u64>() % MIN_REQUEST_TIMEOUT.as_secs())
+        }
+    };
+    let content_type = out.content_type();
+    let first: Option<Bytes> = match state.watch(req, TOO_NEW_WAIT).await {
+        Ok(w) => {
+            let stream = stream(
+                w,
+                def,
+                out,
+                opts.allow_watch_bookmarks,
+                announce_initial_end,
+                timeout,
+            );
+            return Ok(HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, content_type))
+                .insert_header((header::CACHE_CONTROL, "no-cache, private"))
+                .streaming(stream));
+        }
+        Err(WatchError::TooNew { requested, current }) => {
+            let mut e = ApiError::timeout(
+                format!("Too large resource version: {requested}, current: {current}"),
+                1,
+            );
+            if let Some(d) = e.details.as_mut() {
+                d.causes.push(crate::k8s::status::FieldError::new(
+                    crate::k8s::status::FieldErrorType::UnexpectedServerResponse,
+                    "",
+                    None,
+                    "Too large resource version",
+                ));
+            }
+            return Err(e);
+        }
+        Err(WatchError::TooOld { requested, oldest }) => Some(expired_event(requested, oldest)),
+    };
+    // kube answers a too-old resourceVersion with 200 and an ERROR event, then ends.
+    let body = first.unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .body(body))
+}
+
+fn expired_event(requested: u64, oldest: u64) -> Bytes {
+    let status =
+        ApiError::gone(format!("too old resource version: {requested} ({oldest})")).to_status();
+    line(&json!({"type": "ERROR", "object": status}))
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+fn type_name(t: EventType) -> &'static str {
+    match t {
+        EventType::Added => "ADDED",
+        EventType::Modified => "MODIFIED",
+        EventType::Deleted => "DELETED",
+    }
+}
+
+/// `{"type":T,"object":<obj>}\n` from the object's JSON serialized once at apply time.
+fn json_event(t: EventType, obj_json: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(obj_json.len() + 32);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(type_name(t).as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(obj_json);
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
+}
+
+fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Bytes {
+    let mut meta = Map::new();
+    meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    if initial_end {
+        meta.insert(
+            "annotations".into(),
+            json!({"k8s.io/initial-events-end": "true"}),
+        );
+    }
+    line(
+        &json!({"type": "BOOKMARK", "object": {"apiVersion": def.api_version, "kind": def.kind, "metadata": meta}}),
+    )
+}
+
+/// Everything one watch response carries between items.
+struct Streaming {
+    w: Watch,
+    def: Arc<ResourceDef>,
+    out: Output,
+    bookmarks: bool,
+    announce_initial_end: bool,
+    deadline: tokio::time::Instant,
+    next_bookmark: tokio::time::Instant,
+    done: bool,
+}
+
+fn stream(
+    w: Watch,
+    def: Arc<ResourceDef>,
+    out: Output,
+    bookmarks: bool,
+    announce_initial_end: bool,
+    timeout: Duration,
+) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+    let now = tokio::time::Instant::now();
+    let s = Streaming {
+        w,
+        def,
+        out,
+        bookmarks,
+        announce_initial_end,
+        deadline: now + timeout,
+        next_bookmark: now + BOOKMARK_EVERY,
+        done: false,
+    };
+    futures_util::stream::unfold(s, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let b = next_chunk(&mut s).await?;
+        Some((Ok::<_, actix_web::Error>(b), s))
+    })
+}
+
+/// The next bytes to send, or `None` when the response ends.
+async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
+    loop {
+        tokio::select! {
+            item = s.w.next() => {
+                let bytes = match item? {
+                    WatchItem::Event(ev) => Some(encode(&ev, &s.def, s.out)),
+                    WatchItem::Bookmark(rv) => s.bookmarks.then(|| bookmark(&s.def, rv, false)),
+                    WatchItem::InitialEventsEnd(rv) => s.announce_initial_end.then(|| bookmark(&s.def, rv, true)),
+                    WatchItem::Error(WatchEnd::Expired { requested, oldest }) => {
+                        metrics::counter!("ark_watch_gone_total").increment(1);
+                        s.done = true;
+                        Some(expired_event(requested, oldest))
+                    }
+                    WatchItem::Error(WatchEnd::TooSlow) => {
+                        metrics::counter!("ark_watch_slow_closed_total").increment(1);
+                        s.done = true;
+                        // Not 410: the client resumes from the last resourceVersion it saw,
+                        // which the history still holds, instead of relisting.
+                        let mut e = ApiError::timeout(
+                            "watch closed: the client did not keep up with the events; resume from the last resourceVersion received",
+                            1,
+                        );
+                        e.details = Some(Details { retry_after_seconds: Some(1), ..Default::default() });
+                        Some(line(&json!({"type": "ERROR", "object": e.to_status()})))
+                    }
+                };
+                if s.w.is_ended() {
+                    s.done = true;
+                }
+                if let Some(b) = bytes {
+                    return Some(b);
+                }
+                if s.done {
+                    return None;
+                }
+            }
+            _ = tokio::time::sleep_until(s.next_bookmark), if s.bookmarks => {
+                s.next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
+                s.w.request_bookmark();
+            }
+            _ = tokio::time::sleep_until(s.deadline) => {
+                // A last bookmark, so the client resumes from the newest point.
+                s.done = true;
+                return if s.bookmarks { s.w.bookmark_rv().map(|rv| bookmark(&s.def, rv, false)) } else { None };
+            }
+        }
+    }
+}
+
+fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Bytes {
+    match out.shape {
+        Shape::Table(version) => {
+            let key = if version == "v1" {
+                ENC_TABLE_V1
+            } else {
+                ENC_TABLE_V1BETA1
+            };
+            ev.encoded(key, |t, obj| {
+                let tbl = table::render(
+                    &def.printer_columns,
+                    std::iter::once(obj.value()),
+                    Map::new(),
+                    IncludeObject::Metadata,
+                    version,
+                    chrono::Utc::now(),
+                );
+                line(&json!({"type": type_name(t), "object": tbl}))
+            })
+        }
+        Shape::PartialMetadata(version) => {
+            let obj = ev.object();
+            line(
+                &json!({"type": type_name(ev.ty()), "object": table::partial_object_metadata(obj.value(), version)}),
+            )
+        }
+        Shape::Plain => ev.encoded(ENC_JSON, |t, obj| json_event(t, obj.json())),
+    }
+}

@@ -1,0 +1,239 @@
+//! Decoded `resources` tuples to rows: which column is where (from the Relation message,
+//! so ALTER TABLE is followed), binary values to Rust values, and unchanged TOASTed values
+//! filled from the previous image of the row.
+//!
+//! The stream runs with pgoutput's `binary` option, so values do not depend on the
+//! walsender's DateStyle or TimeZone.
+
+use chrono::{DateTime, Utc};
+use postgres_protocol::types as pgt;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::pgoutput::{Relation, TupleData, TupleValue};
+use crate::store::row::Columns;
+
+/// A change that cannot be turned into a row: the stream or the schema is not what this
+/// binary expects. Reported and counted, never a panic.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RowError {
+    #[error("the resources relation has no column {0:?}; is the schema newer than this binary?")]
+    MissingColumn(&'static str),
+    #[error("column {column}: {why}")]
+    BadValue { column: &'static str, why: String },
+    #[error("column {0} is an unchanged TOASTed value and no previous image of the row is known")]
+    UnknownToast(&'static str),
+    #[error("tuple has {found} columns, the relation has {expected}")]
+    Width { expected: usize, found: usize },
+}
+
+/// Positions of the columns this server reads, computed once per Relation message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub relation_id: u32,
+    width: usize,
+    idx: [usize; COLUMNS.len()],
+}
+
+/// The columns the server reads, in the order of `Layout::idx`.
+const COLUMNS: [&str; 17] = [
+    "uid",
+    "kind",
+    "api_version",
+    "namespace",
+    "name",
+    "resource_version",
+    "generation",
+    "spec",
+    "status",
+    "labels",
+    "annotations",
+    "finalizers",
+    "owner_references",
+    "managed_fields",
+    "extra",
+    "created_at",
+    "deletion_timestamp",
+];
+const DELETED_AT: &str = "deleted_at";
+
+impl Layout {
+    pub fn new(rel: &Relation) -> Result<(Layout, Option<usize>), RowError> {
+        let mut idx = [0usize; COLUMNS.len()];
+        for (i, name) in COLUMNS.iter().enumerate() {
+            idx[i] = rel
+                .columns
+                .iter()
+                .position(|c| c.name == *name)
+                .ok_or(RowError::MissingColumn(name))?;
+        }
+        let deleted_at = rel.columns.iter().position(|c| c.name == DELETED_AT);
+        Ok((
+            Layout {
+                relation_id: rel.id,
+                width: rel.columns.len(),
+                idx,
+            },
+            deleted_at,
+        ))
+    }
+}
+
+/// One decoded row of `resources`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub cols: Columns,
+    pub resource_version: i64,
+    /// The row is soft-deleted (gone from the API).
+    pub deleted: bool,
+}
+
+fn value<'a>(t: &'a TupleData, i: usize) -> &'a TupleValue {
+    t.columns.get(i).unwrap_or(&TupleValue::Null)
+}
+
+fn bytes<'a>(v: &'a TupleValue, column: &'static str) -> Result<Option<&'a [u8]>, RowError> {
+    match v {
+        TupleValue::Null => Ok(None),
+        TupleValue::Binary(b) => Ok(Some(b)),
+        TupleValue::Text(_) => Err(RowError::BadValue {
+            column,
+            why: "text value where the binary format was requested".into(),
+        }),
+        TupleValue::UnchangedToast => Err(RowError::UnknownToast(column)),
+    }
+}
+
+fn bad(column: &'static str, why: impl ToString) -> RowError {
+    RowError::BadValue {
+        column,
+        why: why.to_string(),
+    }
+}
+
+fn req<'a>(v: Option<&'a [u8]>, column: &'static str) -> Result<&'a [u8], RowError> {
+    v.ok_or_else(|| bad(column, "unexpected NULL"))
+}
+
+fn text(v: &TupleValue, column: &'static str) -> Result<String, RowError> {
+    Ok(pgt::text_from_sql(req(bytes(v, column)?, column)?)
+        .map_err(|e| bad(column, e))?
+        .to_string())
+}
+
+fn int8(v: &TupleValue, column: &'static str) -> Result<i64, RowError> {
+    let b = req(bytes(v, column)?, column)?;
+    if b.len() != 8 {
+        return Err(bad(column, format!("int8 of {} bytes", b.len())));
+    }
+    pgt::int8_from_sql(b).map_err(|e| bad(column, e))
+}
+
+/// jsonb's binary form is a version byte (1) followed by the JSON text.
+fn jsonb(v: &TupleValue, column: &'static str) -> Result<Option<Value>, RowError> {
+    let Some(b) = bytes(v, column)? else {
+        return Ok(None);
+    };
+    match b.split_first() {
+        Some((1, json)) => serde_json::from_slice(json)
+            .map(Some)
+            .map_err(|e| bad(column, e)),
+        Some((v, _)) => Err(bad(column, format!("unknown jsonb version {v}"))),
+        None => Err(bad(column, "empty jsonb")),
+    }
+}
+
+fn timestamptz(v: &TupleValue, column: &'static str) -> Result<Option<DateTime<Utc>>, RowError> {
+    let Some(b) = bytes(v, column)? else {
+        return Ok(None);
+    };
+    if b.len() != 8 {
+        return Err(bad(column, format!("timestamptz of {} bytes", b.len())));
+    }
+    let micros = pgt::timestamp_from_sql(b).map_err(|e| bad(column, e))?;
+    // PostgreSQL counts from 2000-01-01; infinity is i64::MAX/MIN.
+    const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+    micros
+        .checked_add(PG_EPOCH_UNIX_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+        .map(Some)
+        .ok_or_else(|| bad(column, "timestamp out of range"))
+}
+
+impl Layout {
+    /// Turns a tuple into a row. Unchanged TOASTed values (pgoutput's `u`: the column was not
+    /// written and is stored out of line, so PostgreSQL does not send it) are taken from
+    /// `previous`, the last image of the same row; only jsonb columns get that large.
+    pub fn row(
+        &self,
+        t: &TupleData,
+        deleted_at: Option<usize>,
+        previous: Option<&Columns>,
+    ) -> Result<Row, RowError> {
+        if t.columns.len() != self.width {
+            return Err(RowError::Width {
+                expected: self.width,
+                found: t.columns.len(),
+            });
+        }
+        let c = |i: usize| value(t, self.idx[i]);
+        let uid_bytes = req(bytes(c(0), "uid")?, "uid")?;
+        let uid = Uuid::from_slice(uid_bytes).map_err(|e| bad("uid", e))?;
+        let prev = |name: &'static str| -> Result<Option<&Value>, RowError> {
+            let p = previous.ok_or(RowError::UnknownToast(name))?;
+            Ok(match name {
+                "spec" => p.spec.as_ref(),
+                "status" => p.status.as_ref(),
+                "labels" => Some(&p.labels),
+                "annotations" => Some(&p.annotations),
+                "finalizers" => Some(&p.finalizers),
+                "owner_references" => Some(&p.owner_references),
+                "managed_fields" => Some(&p.managed_fields),
+                _ => Some(&p.extra),
+            })
+        };
+        let json = |i: usize, name: &'static str| -> Result<Option<Value>, RowError> {
+            match c(i) {
+                TupleValue::UnchangedToast => Ok(prev(name)?.cloned()),
+                v => jsonb(v, name),
+            }
+        };
+        let obj = |i: usize, name: &'static str, default: Value| -> Result<Value, RowError> {
+            Ok(json(i, name)?.unwrap_or(default))
+        };
+        let cols = Columns {
+            uid,
+            kind: text(c(1), "kind")?,
+            api_version: text(c(2), "api_version")?,
+            namespace: text(c(3), "namespace")?,
+            name: text(c(4), "name")?,
+            generation: int8(c(6), "generation")?,
+            spec: json(7, "spec")?,
+            status: json(8, "status")?,
+            labels: obj(9, "labels", Value::Object(Default::default()))?,
+            annotations: obj(10, "annotations", Value::Object(Default::default()))?,
+            finalizers: obj(11, "finalizers", Value::Array(vec![]))?,
+            owner_references: obj(12, "owner_references", Value::Array(vec![]))?,
+            managed_fields: obj(13, "managed_fields", Value::Array(vec![]))?,
+            extra: obj(14, "extra", Value::Object(Default::default()))?,
+            created_at: timestamptz(c(15), "created_at")?
+                .ok_or_else(|| bad("created_at", "unexpected NULL"))?,
+            deletion_timestamp: timestamptz(c(16), "deletion_timestamp")?,
+        };
+        let deleted = match deleted_at {
+            Some(i) => !matches!(value(t, i), TupleValue::Null),
+            None => false,
+        };
+        Ok(Row {
+            cols,
+            resource_version: int8(c(5), "resource_version")?,
+            deleted,
+        })
+    }
+
+    /// The uid of a Delete's key tuple (the primary key is the only column sent).
+    pub fn key_uid(&self, t: &TupleData) -> Result<Uuid, RowError> {
+        let b = req(bytes(value(t, self.idx[0]), "uid")?, "uid")?;
+        Uuid::from_slice(b).map_err(|e| bad("uid", e))
+    }
+}
