@@ -180,6 +180,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         opts.max_body_bytes,
         readiness.clone(),
         stream_status.clone(),
+        opts.slot_name.clone(),
         crate::metrics::handle(),
     ));
     let server =

@@ -52,3 +52,42 @@ pub fn record_pool(pool: &deadpool_postgres::Pool) {
     metrics::gauge!("ark_db_pool_in_use").set(s.size.saturating_sub(s.available) as f64);
     metrics::gauge!("ark_db_pool_waiting").set(s.waiting as f64);
 }
+
+/// The watch side, sampled when /metrics is scraped.
+pub fn record_watch(state: &crate::watch::State) {
+    for (kind, n) in state.open_watchers_by_kind() {
+        metrics::gauge!("ark_watch_open_watchers", "kind" => kind).set(n as f64);
+    }
+    for (kind, n) in state.history_sizes() {
+        metrics::gauge!("ark_watch_history_events", "kind" => kind).set(n as f64);
+    }
+    for (kind, n) in state.object_counts() {
+        metrics::gauge!("ark_watch_objects", "kind" => kind).set(n as f64);
+    }
+    metrics::gauge!("ark_watch_resource_version").set(state.rv() as f64);
+    metrics::gauge!("ark_watch_retained_snapshots").set(state.retained_snapshots() as f64);
+}
+
+/// The slot as PostgreSQL sees it, sampled when /metrics is scraped.
+pub fn record_slot(info: Option<&crate::cdc::slot::SlotInfo>) {
+    let Some(i) = info else {
+        metrics::gauge!("ark_cdc_slot_exists").set(0.0);
+        return;
+    };
+    metrics::gauge!("ark_cdc_slot_exists").set(1.0);
+    metrics::gauge!("ark_cdc_slot_active").set(if i.active { 1.0 } else { 0.0 });
+    if let Some(b) = i.lag_bytes {
+        metrics::gauge!("ark_cdc_slot_lag_bytes").set(b as f64);
+    }
+    if let Some(b) = i.retained_bytes {
+        metrics::gauge!("ark_cdc_slot_retained_wal_bytes").set(b as f64);
+    }
+    for status in ["reserved", "extended", "unreserved", "lost"] {
+        let v = if i.wal_status.as_deref() == Some(status) {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("ark_cdc_slot_wal_status", "status" => status).set(v);
+    }
+}

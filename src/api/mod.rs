@@ -38,6 +38,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub readiness: Arc<Readiness>,
     pub stream: Arc<crate::cdc::status::StreamStatus>,
+    pub slot_name: String,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -48,6 +49,7 @@ impl AppState {
         max_body_bytes: usize,
         readiness: Arc<Readiness>,
         stream: Arc<crate::cdc::status::StreamStatus>,
+        slot_name: String,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
         let discovery = Discovery::build(&resources);
@@ -85,6 +87,7 @@ impl AppState {
             max_body_bytes,
             readiness,
             stream,
+            slot_name,
             metrics,
         }
     }
@@ -196,6 +199,15 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     crate::metrics::record_pool(state.registry.store().pool());
+    crate::metrics::record_watch(state.registry.state());
+    // The slot's lag as PostgreSQL reports it; a scrape never waits long for it.
+    let slot = async {
+        let c = state.registry.store().pool().get().await.ok()?;
+        crate::cdc::slot::inspect(&c, &state.slot_name).await.ok()
+    };
+    if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(1), slot).await {
+        crate::metrics::record_slot(info.as_ref());
+    }
     match &state.metrics {
         Some(h) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")

@@ -91,7 +91,10 @@ pub async fn serve(
             }
             return Err(e);
         }
-        Err(WatchError::TooOld { requested, oldest }) => Some(expired_event(requested, oldest)),
+        Err(WatchError::TooOld { requested, oldest }) => {
+            metrics::counter!("ark_watch_gone_total").increment(1);
+            Some(expired_event(requested, oldest))
+        }
     };
     // kube answers a too-old resourceVersion with 200 and an ERROR event, then ends.
     let body = first.unwrap_or_default();
