@@ -153,6 +153,11 @@ async fn dispatch(
             out.encoding = Encoding::Json;
             let opts = ListOptions::parse(&query, def.namespaced)?;
             opts.validate()?;
+            // Without a resourceVersion the initial state must reflect every write made
+            // before the request, as a consistent LIST does.
+            if opts.resource_version.is_none() {
+                reg.read_point(None).await?;
+            }
             super::watch::serve(
                 reg.state(),
                 def.clone(),

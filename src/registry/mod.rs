@@ -92,7 +92,7 @@ impl Registry {
     }
 
     /// Makes the state at least as new as the read asks for.
-    async fn read_point(&self, rv: Option<&str>) -> Result<(), ApiError> {
+    pub async fn read_point(&self, rv: Option<&str>) -> Result<(), ApiError> {
         match rv {
             None => self.syncer.sync().await,
             Some("0") => Ok(()),
