@@ -99,6 +99,24 @@ fn encoding_of(essence: &str) -> Option<Encoding> {
 /// Picks the first acceptable representation in the client's order. `list` says whether
 /// the response is a list, which decides the PartialObjectMetadata form that applies.
 pub fn negotiate(accept: Option<&str>, list: bool) -> Result<Output, ApiError> {
+    negotiate_for(accept, if list { Target::List } else { Target::Object })
+}
+
+/// A watch streams single objects, and metadata-only clients ask for it with either form.
+pub fn negotiate_watch(accept: Option<&str>) -> Result<Output, ApiError> {
+    negotiate_for(accept, Target::Watch)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Object,
+    List,
+    Watch,
+}
+
+fn negotiate_for(accept: Option<&str>, target: Target) -> Result<Output, ApiError> {
+    let list = target == Target::List;
+    let watch = target == Target::Watch;
     for r in parse_accept(accept) {
         let Some(encoding) = encoding_of(&r.essence) else {
             continue;
@@ -122,7 +140,7 @@ pub fn negotiate(accept: Option<&str>, list: bool) -> Result<Output, ApiError> {
                 });
             }
             (Some("PartialObjectMetadata"), Some("meta.k8s.io"))
-                if !version.is_empty() && !list =>
+                if !version.is_empty() && (!list || watch) =>
             {
                 return Ok(Output {
                     encoding,
@@ -130,7 +148,7 @@ pub fn negotiate(accept: Option<&str>, list: bool) -> Result<Output, ApiError> {
                 });
             }
             (Some("PartialObjectMetadataList"), Some("meta.k8s.io"))
-                if !version.is_empty() && list =>
+                if !version.is_empty() && (list || watch) =>
             {
                 return Ok(Output {
                     encoding,

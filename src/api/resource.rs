@@ -76,6 +76,8 @@ fn verb_of(method: &Method, info: &RequestInfo, req: &HttpRequest) -> &'static s
     match (method.as_str(), info.name.is_some()) {
         ("GET", false) if watch => "watch",
         ("GET", false) => "list",
+        // A watch of one object: the /watch/ path or ?watch=true on the item URL.
+        ("GET", true) if watch => "watch",
         ("GET", true) => "get",
         ("POST", false) => "create",
         ("PUT", true) => "update",
@@ -149,14 +151,27 @@ async fn dispatch(
             Ok(render_list(def, result, out, include))
         }
         "watch" => {
-            let mut out = negotiate::negotiate(accept, true)?;
+            let mut out = negotiate::negotiate_watch(accept)?;
             out.encoding = Encoding::Json;
-            let opts = ListOptions::parse(&query, def.namespaced)?;
+            let mut opts = ListOptions::parse(&query, def.namespaced)?;
             opts.validate()?;
-            // Without a resourceVersion the initial state must reflect every write made
-            // before the request, as a consistent LIST does.
-            if opts.resource_version.is_none() {
-                reg.read_point(None).await?;
+            if let Some(name) = &info.name {
+                // Watching one object is watching the collection for that name, as in kube.
+                opts.fields
+                    .requirements
+                    .push(crate::k8s::selector::FieldRequirement {
+                        field: "metadata.name".into(),
+                        op: crate::k8s::selector::FieldOp::Equals,
+                        value: name.clone(),
+                    });
+            }
+            match (opts.resource_version.as_deref(), opts.send_initial_events) {
+                // Without a resourceVersion the initial state reflects every write made
+                // before the request, as a consistent LIST does.
+                (None, _) => reg.read_point(None).await?,
+                // WatchList from N: the initial state must be at least as new as N.
+                (Some(rv), Some(true)) if rv != "0" => reg.read_point(Some(rv)).await?,
+                _ => {}
             }
             super::watch::serve(
                 reg.state(),

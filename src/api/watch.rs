@@ -37,13 +37,20 @@ pub async fn serve(
     opts: ListOptions,
     out: Output,
 ) -> Result<HttpResponse, ApiError> {
+    let parse = |rv: &str| {
+        rv.parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))
+    };
     let start = match (opts.send_initial_events, opts.resource_version.as_deref()) {
+        // WatchList: the state (at least as new as the resourceVersion, which the caller
+        // waited for), then the initial-events-end bookmark, then changes.
         (Some(true), _) => Start::InitialState,
-        (_, None) | (_, Some("0")) => Start::InitialState,
-        (_, Some(rv)) => Start::From(
-            rv.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
-        ),
+        // Explicitly no initial state: changes after the given point, or from now.
+        (Some(false), None) | (Some(false), Some("0")) => Start::Now,
+        (Some(false), Some(rv)) => Start::From(parse(rv)?),
+        // Legacy semantics: synthetic ADDED for the current state, then changes.
+        (None, None) | (None, Some("0")) => Start::InitialState,
+        (None, Some(rv)) => Start::From(parse(rv)?),
     };
     let announce_initial_end = opts.send_initial_events == Some(true);
     let req = WatchRequest {
@@ -77,19 +84,7 @@ pub async fn serve(
                 .streaming(stream));
         }
         Err(WatchError::TooNew { requested, current }) => {
-            let mut e = ApiError::timeout(
-                format!("Too large resource version: {requested}, current: {current}"),
-                1,
-            );
-            if let Some(d) = e.details.as_mut() {
-                d.causes.push(crate::k8s::status::FieldError::new(
-                    crate::k8s::status::FieldErrorType::UnexpectedServerResponse,
-                    "",
-                    None,
-                    "Too large resource version",
-                ));
-            }
-            return Err(e);
+            return Err(crate::registry::too_large(requested, current))
         }
         Err(WatchError::TooOld { requested, oldest }) => {
             metrics::counter!("ark_watch_gone_total").increment(1);
@@ -247,10 +242,13 @@ fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Byte
                 ENC_TABLE_V1BETA1
             };
             ev.encoded(key, |t, obj| {
+                // A single object's Table carries its resourceVersion, as kube's converter does.
+                let mut meta = Map::new();
+                meta.insert("resourceVersion".into(), json!(obj.rv().to_string()));
                 let tbl = table::render(
                     &def.printer_columns,
                     std::iter::once(obj.value()),
-                    Map::new(),
+                    meta,
                     IncludeObject::Metadata,
                     version,
                     chrono::Utc::now(),

@@ -22,6 +22,8 @@ pub enum FieldErrorType {
     TypeInvalid,
     /// Not a field problem: a message passed through as kube does for patch failures.
     UnexpectedServerResponse,
+    /// A watch or read asked for a resourceVersion the server has not reached.
+    ResourceVersionTooLarge,
 }
 
 impl FieldErrorType {
@@ -39,6 +41,7 @@ impl FieldErrorType {
             Self::Internal => "InternalError",
             Self::TypeInvalid => "FieldValueTypeInvalid",
             Self::UnexpectedServerResponse => "UnexpectedServerResponse",
+            Self::ResourceVersionTooLarge => "ResourceVersionTooLarge",
         }
     }
 
@@ -53,7 +56,7 @@ impl FieldErrorType {
             Self::TooLong => "Too long",
             Self::TooMany => "Too many",
             Self::Internal => "Internal error",
-            Self::UnexpectedServerResponse => "",
+            Self::UnexpectedServerResponse | Self::ResourceVersionTooLarge => "",
         }
     }
 }
@@ -111,7 +114,10 @@ impl FieldError {
 
     /// The message without the field prefix, as kube puts it in a `StatusCause`.
     pub fn body(&self) -> String {
-        if self.kind == FieldErrorType::UnexpectedServerResponse {
+        if matches!(
+            self.kind,
+            FieldErrorType::UnexpectedServerResponse | FieldErrorType::ResourceVersionTooLarge
+        ) {
             return self.detail.clone();
         }
         let mut s = match self.kind {
@@ -411,7 +417,14 @@ impl Details {
             let causes: Vec<Value> = self
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.kind.cause_reason(), "message": c.body(), "field": c.field}))
+                .map(|c| {
+                    // kube omits an empty field.
+                    let mut m = json!({"reason": c.kind.cause_reason(), "message": c.body()});
+                    if !c.field.is_empty() {
+                        m["field"] = json!(c.field);
+                    }
+                    m
+                })
                 .collect();
             m.insert("causes".into(), Value::Array(causes));
         }

@@ -577,10 +577,19 @@ pub fn list_json(def: &ResourceDef, r: &ListResult) -> Vec<u8> {
 
 /// kube's answer when a LIST asks for a resourceVersion the state has not reached.
 pub fn too_large(requested: u64, current: u64) -> ApiError {
-    ApiError::timeout(
+    let mut e = ApiError::timeout(
         format!("Too large resource version: {requested}, current: {current}"),
         1,
-    )
+    );
+    if let Some(d) = e.details.as_mut() {
+        d.causes.push(crate::k8s::status::FieldError::new(
+            crate::k8s::status::FieldErrorType::ResourceVersionTooLarge,
+            "",
+            None,
+            "Too large resource version",
+        ));
+    }
+    e
 }
 
 /// kube's 410 for a continue token whose snapshot is gone, carrying a token that continues
