@@ -301,7 +301,7 @@ async fn malformed_json_bad_selectors_and_bad_parameters_are_400() {
     assert!(body["message"]
         .as_str()
         .unwrap()
-        .starts_with("continue key is not valid"));
+        .starts_with("invalid continue token: continue key is not valid"));
     let r = s
         .http()
         .post(format!("{url}?dryRun=Sometimes"))

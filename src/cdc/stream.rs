@@ -59,8 +59,41 @@ fn transient(e: impl std::fmt::Display) -> SessionError {
     SessionError::Transient(e.to_string())
 }
 
+/// How often the heartbeat writes a logical message for the stream to acknowledge.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Writes a tiny non-transactional logical message every second while the stream is up,
+/// so the slot can be advanced even while `resources` is idle and other tables write a lot.
+async fn heartbeat(pool: deadpool_postgres::Pool, status: Arc<StreamStatus>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        if status.check().is_err() {
+            continue;
+        }
+        if let Ok(c) = pool.get().await {
+            let _ = c
+                .simple_query(
+                    "SELECT pg_logical_emit_message(false, 'ark-apiserver/heartbeat', '')",
+                )
+                .await;
+        }
+    }
+}
+
 /// Runs sessions forever, reconnecting with backoff. Returns only for a definite error.
 pub async fn run(
+    cfg: StreamConfig,
+    pool: deadpool_postgres::Pool,
+    state: Arc<State>,
+    status: Arc<StreamStatus>,
+) -> PreflightError {
+    let beat = tokio::spawn(heartbeat(pool.clone(), status.clone()));
+    let e = run_sessions(cfg, pool, state, status).await;
+    beat.abort();
+    e
+}
+
+async fn run_sessions(
     cfg: StreamConfig,
     pool: deadpool_postgres::Pool,
     state: Arc<State>,
@@ -105,7 +138,7 @@ fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
     rc.port = pg.get_ports().first().copied().unwrap_or(5432);
     rc.binary = true;
     rc.application_name = Some("ark-apiserver-cdc".into());
-    rc.status_interval = Duration::from_secs(5);
+    rc.status_interval = Duration::from_secs(1);
     rc.idle_wakeup_interval = Duration::from_secs(5);
     rc.tls = match cfg.db.ssl_mode {
         SslMode::Disable => pgwire_replication::TlsConfig::disabled(),
@@ -287,9 +320,14 @@ async fn stream_loop(
                 transactional: false,
                 ..
             } => {
-                // Emitted by consistent reads to move the stream position forward.
+                // Emitted by consistent reads and by the heartbeat. With nothing in flight,
+                // every commit before it has been applied, so the slot may advance to it:
+                // this bounds retained WAL during bursts on other tables, when keepalives
+                // come only every wal_sender_timeout / 2.
                 if txn.is_none() {
                     state.set_applied_lsn(lsn.0);
+                    repl.update_applied_lsn(lsn);
+                    status.applied(lsn.0);
                 }
             }
             ReplicationEvent::Message { .. } => {}

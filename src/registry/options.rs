@@ -392,7 +392,11 @@ impl ContinueToken {
     }
 
     pub fn decode(s: &str) -> Result<Self, ApiError> {
-        let bad = |why: String| ApiError::bad_request(format!("continue key is not valid: {why}"));
+        let bad = |why: String| {
+            ApiError::bad_request(format!(
+                "invalid continue token: continue key is not valid: {why}"
+            ))
+        };
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(s.trim_end_matches('='))
             .map_err(|e| bad(e.to_string()))?;
@@ -434,7 +438,9 @@ mod tests {
         assert_eq!(ContinueToken::decode(&t.encode()).unwrap(), t);
         let e = ContinueToken::decode("!!!").unwrap_err();
         assert_eq!(e.code, 400);
-        assert!(e.message.starts_with("continue key is not valid"));
+        assert!(e
+            .message
+            .starts_with("invalid continue token: continue key is not valid"));
     }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
