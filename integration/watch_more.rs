@@ -96,8 +96,18 @@ async fn get_of_an_item_url_with_watch_true_is_a_plain_get_as_in_kube() {
     let created = api.create("one", &agent("x", json!({}))).await;
     // kube-apiserver makes a GET a watch only on a collection URL; the item route is a GET
     // (GetOptions has no watch), so the object comes back, not a stream of events.
-    let (code, got) = api.get(&format!("{}/x?watch=true", agents("one"))).await;
-    assert_eq!(code, 200, "{got}");
+    let resp = api
+        .http
+        .get(format!("{}{}/x?watch=true", api.base, agents("one")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(5), resp.text())
+        .await
+        .expect("GET .../agents/x?watch=true was answered with a stream that did not end")
+        .unwrap();
+    let got: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(got["kind"], "Agent", "{got}");
     assert_eq!(
         got["metadata"]["resourceVersion"],

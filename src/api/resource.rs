@@ -76,8 +76,9 @@ fn verb_of(method: &Method, info: &RequestInfo, req: &HttpRequest) -> &'static s
     match (method.as_str(), info.name.is_some()) {
         ("GET", false) if watch => "watch",
         ("GET", false) => "list",
-        // A watch of one object: the /watch/ path or ?watch=true on the item URL.
-        ("GET", true) if watch => "watch",
+        // A watch of one object is only the /watch/ path: as in kube, ?watch=true on an
+        // item URL is a plain GET (GetOptions has no watch).
+        ("GET", true) if info.watch_path => "watch",
         ("GET", true) => "get",
         ("POST", false) => "create",
         ("PUT", true) => "update",
