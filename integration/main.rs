@@ -1,6 +1,7 @@
 //! Integration tests: the server against real PostgreSQL clusters and real clients.
 
 mod api_errors;
+mod consistent_reads;
 mod dev_command;
 mod discovery;
 mod harness;
