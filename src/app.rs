@@ -187,6 +187,9 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
             .disable_signals()
             .shutdown_timeout(5)
+            // Watch events are small writes. With Nagle's algorithm on, each one after the
+            // first waits for the client's delayed ACK (40 ms on Linux).
+            .tcp_nodelay(true)
             .bind_rustls_0_23(opts.bind, tls_config)
             .map_err(|error| StartError::Bind {
                 addr: opts.bind,
