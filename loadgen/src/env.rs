@@ -1,0 +1,164 @@
+//! The system under test: a PostgreSQL cluster and an ark-apiserver process, either started
+//! here (the default: a throwaway cluster with durable settings, and the server binary built
+//! next to this one) or already running (`--server` and `--database-url`).
+//!
+//! The server runs as its own process so that its CPU and memory are its own: the generator
+//! shares the machine with it, and RSS is read from /proc.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ark_apiserver::embedded::{free_port, Cluster};
+
+pub struct Env {
+    pub db_url: String,
+    pub base_url: String,
+    server: Option<tokio::process::Child>,
+    server_log: Option<PathBuf>,
+    _cluster: Option<Cluster>,
+}
+
+pub struct EnvOptions {
+    pub server: Option<String>,
+    pub database_url: Option<String>,
+    pub server_bin: Option<PathBuf>,
+    pub pool_size: usize,
+}
+
+impl Env {
+    pub async fn start(opts: &EnvOptions) -> Result<Env, String> {
+        if let Some(base) = &opts.server {
+            let db_url = opts
+                .database_url
+                .clone()
+                .ok_or("--server needs --database-url too: the baselines run on the same database")?;
+            let env = Env {
+                db_url,
+                base_url: base.trim_end_matches('/').to_string(),
+                server: None,
+                server_log: None,
+                _cluster: None,
+            };
+            env.wait_ready(Duration::from_secs(10)).await?;
+            return Ok(env);
+        }
+        let (db_url, cluster) = match &opts.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                // Durable settings (fsync on): the figures are meant to be what an operator
+                // gets, and every baseline runs on this same cluster.
+                let cluster = Cluster::start(None, false)
+                    .map_err(|e| format!("starting PostgreSQL: {e}"))?;
+                cluster
+                    .stop_when_process_exits()
+                    .map_err(|e| format!("arming the cluster watcher: {e}"))?;
+                let admin = cluster.url("postgres");
+                let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| format!("connecting to {admin}: {e}"))?;
+                tokio::spawn(conn);
+                c.batch_execute("CREATE DATABASE ark")
+                    .await
+                    .map_err(|e| format!("creating database ark: {e}"))?;
+                (cluster.url("ark"), Some(cluster))
+            }
+        };
+        let bin = match &opts.server_bin {
+            Some(b) => b.clone(),
+            None => sibling_binary("ark-apiserver")?,
+        };
+        let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
+        let log = std::env::temp_dir().join(format!("ark-loadgen-server-{}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        let child = tokio::process::Command::new(&bin)
+            .args(["serve", "--auth-mode", "off", "--log-level", "warn"])
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--database-url")
+            .arg(&db_url)
+            .arg("--pool-size")
+            .arg(opts.pool_size.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let env = Env {
+            db_url,
+            base_url: format!("https://127.0.0.1:{port}"),
+            server: Some(child),
+            server_log: Some(log),
+            _cluster: cluster,
+        };
+        env.wait_ready(Duration::from_secs(60)).await?;
+        Ok(env)
+    }
+
+    async fn wait_ready(&self, within: Duration) -> Result<(), String> {
+        let http = crate::api::http_client(false)?;
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match http.get(format!("{}/readyz", self.base_url)).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("/readyz answered {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "the server at {} was not ready within {within:?}: {last}{}",
+            self.base_url,
+            self.log_hint()
+        ))
+    }
+
+    pub fn log_hint(&self) -> String {
+        match &self.server_log {
+            Some(p) => format!(" (server log: {})", p.display()),
+            None => String::new(),
+        }
+    }
+
+    /// The server's resident set size, when it runs here.
+    pub fn server_rss(&self) -> Option<u64> {
+        let pid = self.server.as_ref()?.id()?;
+        rss_of(pid)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+        if let Some(log) = &self.server_log {
+            let _ = std::fs::remove_file(log);
+        }
+    }
+}
+
+/// VmRSS of a process, in bytes.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A binary built by the same `cargo build` as this one (target/<profile>/<name>).
+fn sibling_binary(name: &str) -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().unwrap_or(Path::new("."));
+    let bin = dir.join(name);
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} not found: build it first (`cargo build --release --bins`, or use scripts/bench), or pass --server-bin",
+            bin.display()
+        ))
+    }
+}
