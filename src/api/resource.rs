@@ -410,22 +410,25 @@ fn render_list(
                 .body(registry::list_json(def, &r));
         }
         Shape::Plain => {
-            let items: Vec<&Value> = r.items.iter().map(|o| o.value()).collect();
+            let items: Vec<Value> = r.items.iter().map(|o| o.value()).collect();
             serde_json::json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": registry::list_meta(&r), "items": items})
         }
-        Shape::Table(version) => table::render(
-            &def.printer_columns,
-            r.items.iter().map(|o| o.value()),
-            registry::list_meta(&r),
-            include,
-            version,
-            chrono::Utc::now(),
-        ),
+        Shape::Table(version) => {
+            let values: Vec<Value> = r.items.iter().map(|o| o.value()).collect();
+            table::render(
+                &def.printer_columns,
+                &values,
+                registry::list_meta(&r),
+                include,
+                version,
+                chrono::Utc::now(),
+            )
+        }
         Shape::PartialMetadata(version) => {
             let items: Vec<Value> = r
                 .items
                 .iter()
-                .map(|o| table::partial_object_metadata(o.value(), version))
+                .map(|o| table::partial_object_metadata(&o.value(), version))
                 .collect();
             serde_json::json!({
                 "apiVersion": format!("meta.k8s.io/{version}"),

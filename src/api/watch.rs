@@ -247,7 +247,7 @@ fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Byte
                 meta.insert("resourceVersion".into(), json!(obj.rv().to_string()));
                 let tbl = table::render(
                     &def.printer_columns,
-                    std::iter::once(obj.value()),
+                    std::iter::once(&obj.value()),
                     meta,
                     IncludeObject::Metadata,
                     version,
@@ -259,7 +259,7 @@ fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Byte
         Shape::PartialMetadata(version) => {
             let obj = ev.object();
             line(
-                &json!({"type": type_name(ev.ty()), "object": table::partial_object_metadata(obj.value(), version)}),
+                &json!({"type": type_name(ev.ty()), "object": table::partial_object_metadata(&obj.value(), version)}),
             )
         }
         Shape::Plain => ev.encoded(ENC_JSON, |t, obj| json_event(t, obj.json())),

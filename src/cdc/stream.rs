@@ -364,10 +364,15 @@ fn handle_data(
         Message::Update(up) => {
             let (l, del) = current(layout, up.relation_id)?;
             let uid = l.key_uid(&up.new).map_err(|e| e.to_string())?;
-            let from_state = state
-                .get_by_uid(&uid.to_string())
-                .and_then(|o| Columns::from_object(o.value()).ok());
-            let prev = txn.images.get(&uid).cloned().or(from_state);
+            // The previous image is needed only to fill unchanged TOASTed columns; building
+            // it from the state means parsing the stored object, so only then.
+            let prev = txn.images.get(&uid).cloned().or_else(|| {
+                up.new
+                    .has_unchanged_toast()
+                    .then(|| state.get_by_uid(&uid.to_string()))
+                    .flatten()
+                    .and_then(|o| Columns::from_object(&o.value()).ok())
+            });
             match l.row(&up.new, *del, prev.as_ref()) {
                 Ok(row) => push(txn, row, applied_rv),
                 // A row this server never saw live (e.g. an edit of an already-deleted row):
