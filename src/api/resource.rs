@@ -410,8 +410,13 @@ fn render_list(
                 .body(registry::list_json(def, &r));
         }
         Shape::Plain => {
-            let items: Vec<Value> = r.items.iter().map(|o| o.value()).collect();
-            serde_json::json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": registry::list_meta(&r), "items": items})
+            // Moved into place: `json!` would copy every item again.
+            let mut list = Map::new();
+            list.insert("apiVersion".into(), Value::String(def.api_version.clone()));
+            list.insert("kind".into(), Value::String(def.list_kind.clone()));
+            list.insert("metadata".into(), Value::Object(registry::list_meta(&r)));
+            list.insert("items".into(), Value::Array(r.items.iter().map(|o| o.value()).collect()));
+            Value::Object(list)
         }
         Shape::Table(version) => {
             let values: Vec<Value> = r.items.iter().map(|o| o.value()).collect();
