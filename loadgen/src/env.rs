@@ -162,3 +162,69 @@ fn sibling_binary(name: &str) -> Result<PathBuf, String> {
         ))
     }
 }
+
+/// CPU time used by the server and by every PostgreSQL process, so the report can say what
+/// bounded a scenario: a figure with both far below the cores available is bound by
+/// waiting (fsync, locks, round trips), not by computing.
+#[derive(Clone, Copy)]
+pub struct CpuMark {
+    server: f64,
+    postgres: f64,
+    at: std::time::Instant,
+}
+
+impl Env {
+    pub fn cpu_mark(&self) -> CpuMark {
+        let server = self
+            .server
+            .as_ref()
+            .and_then(|c| c.id())
+            .and_then(cpu_seconds)
+            .unwrap_or(0.0);
+        CpuMark {
+            server,
+            postgres: postgres_cpu_seconds(),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// "server 1.2 cores, PostgreSQL 0.6 cores" over the time since `since`.
+    pub fn cpu_since(&self, since: CpuMark) -> String {
+        let now = self.cpu_mark();
+        let wall = now.at.duration_since(since.at).as_secs_f64().max(1e-9);
+        format!(
+            "server {:.2} cores, PostgreSQL {:.2} cores (over {:.1} s)",
+            (now.server - since.server) / wall,
+            (now.postgres - since.postgres) / wall,
+            wall
+        )
+    }
+}
+
+/// utime + stime of a process, in seconds (from /proc/<pid>/stat, in clock ticks of 1/100 s,
+/// the value of CLK_TCK on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds of every process named `postgres` (the postmaster and all its backends).
+/// Backends that exited take their time with them, so this counts the long-lived ones: the
+/// server's pool, the walsender and the generator's connections.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(cpu_seconds)
+        .sum()
+}

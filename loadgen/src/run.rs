@@ -170,7 +170,9 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
     for (conc, ns) in [(1usize, "bench-c1"), (20, "bench-c20"), (64, "bench-c64")] {
         progress(&format!("create: {n} Queries at concurrency {conc}"));
         let b = bodies(&q_names, |name| api::query(name, ns, "bench-agent"));
+        let cpu = env.cpu_mark();
         let s = scenarios::create(&api, "queries", ns, Arc::clone(&b), conc).await;
+        r.note(&format!("CPU during create, concurrency {conc}"), env.cpu_since(cpu));
         let sum = s.summary();
         let row = r.add("Writes", &format!("create Query (~250 B), concurrency {conc}"), &s);
         row.published = Some((published::CREATE_P50_MS, Metric::Latency));
@@ -238,7 +240,9 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
     let row = r.add("Reads", &format!("LIST {n} Queries, unpaginated, concurrency 1"), &s);
     row.published = Some((published::LIST_P50_MS, Metric::Latency));
     r.target(&format!("LIST of {n}: p50 ≤ 50 ms"), fmt_dur(sum.p50), sum.p50 <= Duration::from_millis(50));
+    let cpu = env.cpu_mark();
     let s = scenarios::list(&api, "queries", "bench-c64", sc.list_iterations, 4, expect).await;
+    r.note("CPU during LIST, concurrency 4", env.cpu_since(cpu));
     let row = r.add("Reads", &format!("LIST {n} Queries, unpaginated, concurrency 4"), &s);
     row.published = Some((published::LIST_OPS, Metric::Throughput));
     if let Some(e) = &etcd {
@@ -276,7 +280,9 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
         for (op, s) in &res.by_op {
             r.add("Mixed load (60% create, 20% get, 10% list, 10% delete)", &format!("  target rate: {}", op.name()), s);
         }
+        let cpu = env.cpu_mark();
         let res = m.saturated(64, sc.mixed_time).await;
+        r.note("CPU during mixed load at saturation", env.cpu_since(cpu));
         let row = r.add("Mixed load (60% create, 20% get, 10% list, 10% delete)", "saturation (64 workers), all", &res.all);
         row.published = Some((published::BURST_OPS, Metric::Throughput));
         for (op, s) in &res.by_op {
@@ -337,7 +343,9 @@ async fn watch_scenarios(
             rate: sc.watch_rate,
             writes: sc.watch_writes,
         };
+        let cpu = env.cpu_mark();
         let p = watch_latency(&env.base_url, &plan, || {}).await?;
+        r.note(&format!("CPU during watch, {watchers} watcher(s)"), env.cpu_since(cpu));
         let a = p.from_ack.summary();
         let row = r.add(SECTION, &format!("{watchers} watcher(s), {:.0} writes/s, from ack", sc.watch_rate), &p.from_ack);
         row.baseline = base_of(&raw, true);
@@ -383,10 +391,12 @@ async fn watch_scenarios(
         };
         let before = env.server_rss();
         let after = std::sync::Mutex::new(None);
+        let cpu = env.cpu_mark();
         let p = watch_latency(&env.base_url, &plan, || {
             *after.lock().unwrap() = env.server_rss();
         })
         .await?;
+        r.note(&format!("CPU during watch, {} watchers (incl. opening them)", sc.fleet_watchers), env.cpu_since(cpu));
         let a = p.from_ack.summary();
         r.add(SECTION, &format!("{} watchers over {} HTTP/2 connections, from ack", sc.fleet_watchers, sc.fleet_connections), &p.from_ack);
         r.add(SECTION, &format!("{} watchers over {} HTTP/2 connections, from start", sc.fleet_watchers, sc.fleet_connections), &p.from_start);
