@@ -434,3 +434,46 @@ fn push(txn: &mut Txn, row: Row, applied_rv: u64) {
         Change::Put(obj)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::Config;
+    use proptest::prelude::*;
+
+    fn feed(data: &'static [u8]) -> (Result<(), String>, Txn) {
+        let state = State::new(Config::default());
+        let mut decoder = Decoder::new(ProtocolVersion::V1);
+        let mut layout = None;
+        let mut txn = Txn::default();
+        let r = handle_data(&mut decoder, &mut layout, &mut txn, &state, Bytes::from_static(data));
+        (r, txn)
+    }
+
+    #[test]
+    fn malformed_stream_bytes_are_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"\xff\x00\x01",
+            // An Insert cut short after its relation id.
+            b"I\x00\x00\x40\x00",
+            // A well-formed Insert of a relation never described by a Relation message.
+            b"I\x00\x00\x40\x00N\x00\x01t\x00\x00\x00\x01x",
+        ] {
+            let (r, txn) = feed(bad);
+            assert!(r.is_err(), "{bad:?} was accepted");
+            assert!(txn.changes.is_empty());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_decoded_or_refused_without_panicking(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let state = State::new(Config::default());
+            let mut decoder = Decoder::new(ProtocolVersion::V1);
+            let mut layout = None;
+            let mut txn = Txn::default();
+            let _ = handle_data(&mut decoder, &mut layout, &mut txn, &state, Bytes::from(data));
+        }
+    }
+}
