@@ -5,6 +5,7 @@ mod consistent_reads;
 mod dev_command;
 mod discovery;
 mod harness;
+mod helm_chart;
 mod kube_client;
 mod kubectl;
 mod kubectl_more;

@@ -1,0 +1,432 @@
+//! The Helm chart in helm/ark-apiserver, rendered and linted by a real helm (no cluster
+//! and no PostgreSQL needed). helm is `$ARK_TEST_HELM`, else the one beside the kubectl
+//! the harness uses (scripts/test installs both into .tools/), else `helm` on PATH.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::harness::kubectl_path;
+
+/// The documented required values, plus the other database settings a user sets.
+const VALUES: &[&str] = &[
+    "postgresql.host=db.example.com",
+    "postgresql.port=5433",
+    "postgresql.database=ark_prod",
+    "postgresql.user=ark_runtime",
+    "postgresql.passwordSecretName=ark-postgres",
+    "postgresql.passwordSecretKey=pw",
+    "postgresql.sslMode=verify-full",
+];
+const REQUIRED: &[&str] = &[
+    "postgresql.host=db.example.com",
+    "postgresql.user=ark_runtime",
+    "postgresql.passwordSecretName=ark-postgres",
+];
+
+fn helm_path() -> PathBuf {
+    if let Ok(p) = std::env::var("ARK_TEST_HELM") {
+        return p.into();
+    }
+    let kubectl = PathBuf::from(kubectl_path());
+    match kubectl.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && dir.join("helm").exists() => dir.join("helm"),
+        _ => "helm".into(),
+    }
+}
+
+fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/ark-apiserver")
+}
+
+struct Helm {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `helm <args> <chart> --set <each of sets>`.
+fn helm(args: &[&str], sets: &[&str]) -> Helm {
+    let mut cmd = Command::new(helm_path());
+    cmd.args(args).arg(chart_dir());
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "running {}: {e} (set ARK_TEST_HELM or run scripts/test, which installs helm)",
+            helm_path().display()
+        )
+    });
+    Helm {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `helm template ark --namespace ark-system` with VALUES and `extra`: the raw text and its documents.
+fn render(extra: &[&str]) -> (String, Vec<Value>) {
+    let sets: Vec<&str> = VALUES.iter().chain(extra).copied().collect();
+    let out = helm(&["template", "ark", "--namespace", "ark-system"], &sets);
+    assert!(out.ok, "helm template failed: {}", out.stderr);
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    (
+        out.stdout,
+        docs.into_iter().filter(|d| !d.is_null()).collect(),
+    )
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} among {:?}", kinds_and_names(docs)))
+}
+
+fn kinds_and_names(docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap_or("?"),
+                d["metadata"]["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+fn container(doc: &Value) -> &Value {
+    let cs = doc["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(cs.len(), 1, "one container: {doc}");
+    &cs[0]
+}
+
+/// Whether any item of the array `list` matches.
+fn any(list: &Value, f: impl Fn(&Value) -> bool) -> bool {
+    list.as_array().is_some_and(|a| a.iter().any(f))
+}
+
+/// Whether the pod of a Deployment or Job has a volume of the Secret `name`.
+fn mounts_secret(doc: &Value, name: &str) -> bool {
+    let volumes = &doc["spec"]["template"]["spec"]["volumes"];
+    any(volumes, |v| v["secret"]["secretName"] == name)
+}
+
+/// The container's env as an object: name -> value, or the valueFrom for a reference.
+fn env(c: &Value) -> Value {
+    let entries = c["env"].as_array().expect("env").iter();
+    let by_name = entries.map(|e| {
+        let v = e.get("value").unwrap_or(&e["valueFrom"]).clone();
+        (e["name"].as_str().unwrap().to_string(), v)
+    });
+    Value::Object(by_name.collect())
+}
+
+/// The database settings every container gets, with the password only from the Secret.
+fn assert_database_env(env: &Value, user: &str, secret: &str, key: &str) {
+    for (name, want) in [
+        ("ARK_POSTGRES_HOST", "db.example.com"),
+        ("ARK_POSTGRES_PORT", "5433"),
+        ("ARK_POSTGRES_DATABASE", "ark_prod"),
+        ("ARK_POSTGRES_USER", user),
+        ("ARK_POSTGRES_SSL_MODE", "verify-full"),
+    ] {
+        assert_eq!(env[name], want, "{name} in {env}");
+    }
+    let password = json!({"secretKeyRef": {"name": secret, "key": key}});
+    assert_eq!(
+        env["ARK_POSTGRES_PASSWORD"], password,
+        "only from the Secret"
+    );
+}
+
+#[test]
+fn lint_passes_with_the_documented_required_values() {
+    let out = helm(&["lint"], REQUIRED);
+    assert!(out.ok, "helm lint failed:\n{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("0 chart(s) failed"), "{}", out.stdout);
+}
+
+#[test]
+fn rendering_produces_the_documented_objects() {
+    let (_, docs) = render(&[]);
+    let mut got = kinds_and_names(&docs);
+    got.sort();
+    let mut want = vec![
+        "ServiceAccount/ark-ark-apiserver",
+        "Deployment/ark-ark-apiserver",
+        "Service/ark-ark-apiserver",
+        "APIService/v1alpha1.ark.mckinsey.com",
+        "APIService/v1prealpha1.ark.mckinsey.com",
+        "ClusterRoleBinding/ark-ark-apiserver:system:auth-delegator",
+        "RoleBinding/ark-ark-apiserver-auth-reader",
+        "Role/ark-ark-apiserver-leader-election",
+        "RoleBinding/ark-ark-apiserver-leader-election",
+        "Job/ark-ark-apiserver-migrate",
+        "Job/ark-ark-apiserver-slot-drop",
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_deployment_serves_with_database_settings_from_values_and_the_password_from_its_secret() {
+    let (_, docs) = render(&[]);
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    assert_eq!(d["metadata"]["namespace"], "ark-system");
+    assert_eq!(d["spec"]["replicas"], 1);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "ark-ark-apiserver");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = container(d);
+    assert_eq!(c["command"], json!(["ark-apiserver"]));
+    assert_eq!(c["args"], json!(["serve"]));
+    let env = env(c);
+    assert_database_env(&env, "ark_runtime", "ark-postgres", "pw");
+    assert_eq!(env["ARK_AUTH_MODE"], "off");
+    assert_eq!(env["ARK_POOL_SIZE"], "40");
+    assert_eq!(env["ARK_SLOT_NAME"], "ark_cdc");
+    assert_eq!(env["ARK_PUBLICATION_NAME"], "ark_cdc");
+    // The migrate hook applies the schema, so the serving role needs no DDL.
+    assert_eq!(env["ARK_SKIP_MIGRATIONS"], "true");
+    assert!(env["ARK_POSTGRES_SSL_ROOT_CERT"].is_null() && env["ARK_TLS_CERT_FILE"].is_null());
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "https", "containerPort": 6443, "protocol": "TCP"}])
+    );
+    for (probe, path) in [("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(
+            (&get["path"], &get["scheme"], &get["port"]),
+            (&json!(path), &json!("HTTPS"), &json!("https")),
+            "{probe}"
+        );
+    }
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+}
+
+#[test]
+fn a_postgres_ca_secret_is_mounted_and_passed_as_the_root_cert() {
+    let (_, docs) = render(&["postgresql.caSecretName=pg-ca"]);
+    for (kind, name) in [
+        ("Deployment", "ark-ark-apiserver"),
+        ("Job", "ark-ark-apiserver-migrate"),
+        ("Job", "ark-ark-apiserver-slot-drop"),
+    ] {
+        let d = find(&docs, kind, name);
+        let c = container(d);
+        let root_cert = &env(c)["ARK_POSTGRES_SSL_ROOT_CERT"];
+        assert_eq!(root_cert, "/etc/ark/postgres-ca/ca.crt", "{name}");
+        let mount =
+            |m: &Value| m["name"] == "postgres-ca" && m["mountPath"] == "/etc/ark/postgres-ca";
+        assert!(any(&c["volumeMounts"], mount), "{name}");
+        assert!(mounts_secret(d, "pg-ca"), "{name}");
+    }
+}
+
+#[test]
+fn the_service_and_both_apiservices_point_at_port_6443() {
+    let (_, docs) = render(&[]);
+    let svc = find(&docs, "Service", "ark-ark-apiserver");
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([{"name": "https", "port": 6443, "targetPort": "https", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        svc["spec"]["selector"],
+        find(&docs, "Deployment", "ark-ark-apiserver")["spec"]["selector"]["matchLabels"]
+    );
+    for (version, priority) in [("v1alpha1", 15), ("v1prealpha1", 10)] {
+        let a = find(&docs, "APIService", &format!("{version}.ark.mckinsey.com"));
+        let spec = &a["spec"];
+        assert_eq!(spec["group"], "ark.mckinsey.com");
+        assert_eq!(spec["version"], version);
+        assert_eq!(spec["groupPriorityMinimum"], 1000);
+        assert_eq!(spec["versionPriority"], priority);
+        assert_eq!(
+            spec["service"],
+            json!({"name": "ark-ark-apiserver", "namespace": "ark-system", "port": 6443})
+        );
+        assert!(
+            spec["insecureSkipTLSVerify"].is_null(),
+            "set by default: {a}"
+        );
+        assert!(spec["caBundle"].is_null() && a["metadata"]["annotations"].is_null());
+    }
+}
+
+#[test]
+fn insecure_skip_tls_verify_is_set_only_when_chosen() {
+    let (_, docs) = render(&["apiService.insecureSkipTLSVerify=true"]);
+    for version in ["v1alpha1", "v1prealpha1"] {
+        let a = find(&docs, "APIService", &format!("{version}.ark.mckinsey.com"));
+        assert_eq!(a["spec"]["insecureSkipTLSVerify"], true, "{a}");
+    }
+    let (_, docs) = render(&["tls.secretName=ark-serving", "apiService.caBundle=Q0E="]);
+    let a = find(&docs, "APIService", "v1alpha1.ark.mckinsey.com");
+    assert!(a["spec"]["insecureSkipTLSVerify"].is_null(), "{a}");
+    assert_eq!(a["spec"]["caBundle"], "Q0E=");
+    let env = env(container(find(&docs, "Deployment", "ark-ark-apiserver")));
+    assert_eq!(env["ARK_TLS_CERT_FILE"], "/etc/ark/tls/tls.crt");
+    assert_eq!(env["ARK_TLS_PRIVATE_KEY_FILE"], "/etc/ark/tls/tls.key");
+}
+
+#[test]
+fn cert_manager_issues_the_serving_certificate_and_its_ca_is_injected_into_the_apiservices() {
+    let (_, docs) = render(&["certManager.enabled=true"]);
+    let cert = find(&docs, "Certificate", "ark-ark-apiserver");
+    assert_eq!(cert["spec"]["secretName"], "ark-ark-apiserver-tls");
+    let svc_name = |n: &Value| n == "ark-ark-apiserver.ark-system.svc";
+    assert!(any(&cert["spec"]["dnsNames"], svc_name), "{cert}");
+    let issuer = &cert["spec"]["issuerRef"]["name"];
+    assert_eq!(issuer, "ark-ark-apiserver-selfsigned");
+    find(&docs, "Issuer", "ark-ark-apiserver-selfsigned");
+    for version in ["v1alpha1", "v1prealpha1"] {
+        let a = find(&docs, "APIService", &format!("{version}.ark.mckinsey.com"));
+        assert_eq!(
+            a["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "ark-system/ark-ark-apiserver"
+        );
+        assert!(a["spec"]["insecureSkipTLSVerify"].is_null(), "{a}");
+    }
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    assert_eq!(
+        env(container(d))["ARK_TLS_CERT_FILE"],
+        "/etc/ark/tls/tls.crt"
+    );
+    assert!(mounts_secret(d, "ark-ark-apiserver-tls"), "{d}");
+}
+
+#[test]
+fn rbac_binds_auth_delegation_the_authentication_reader_and_the_leader_lease() {
+    let (_, docs) = render(&[]);
+    let subject =
+        json!([{"kind": "ServiceAccount", "name": "ark-ark-apiserver", "namespace": "ark-system"}]);
+    let crb = find(
+        &docs,
+        "ClusterRoleBinding",
+        "ark-ark-apiserver:system:auth-delegator",
+    );
+    assert_eq!(
+        crb["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"})
+    );
+    assert_eq!(crb["subjects"], subject);
+    let reader = find(&docs, "RoleBinding", "ark-ark-apiserver-auth-reader");
+    assert_eq!(reader["metadata"]["namespace"], "kube-system");
+    assert_eq!(
+        reader["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "extension-apiserver-authentication-reader"})
+    );
+    assert_eq!(reader["subjects"], subject);
+    let role = find(&docs, "Role", "ark-ark-apiserver-leader-election");
+    let rules = role["rules"].as_array().unwrap();
+    let allows = |verb: &str| {
+        rules.iter().any(|r| {
+            r["apiGroups"] == json!(["coordination.k8s.io"])
+                && r["resources"] == json!(["leases"])
+                && r["verbs"].as_array().unwrap().contains(&json!(verb))
+                && r.get("resourceNames")
+                    .is_none_or(|n| n == &json!(["ark-apiserver-leader"]))
+        })
+    };
+    assert!(
+        ["get", "create", "update"].into_iter().all(allows),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .all(|r| !r["verbs"].as_array().unwrap().contains(&json!("delete"))),
+        "{rules:?}"
+    );
+    let rb = find(&docs, "RoleBinding", "ark-ark-apiserver-leader-election");
+    assert_eq!(rb["metadata"]["namespace"], "ark-system");
+    assert_eq!(rb["roleRef"]["name"], "ark-ark-apiserver-leader-election");
+    assert_eq!(rb["subjects"], subject);
+}
+
+#[test]
+fn migrate_and_slot_drop_run_as_hooks_and_nothing_drops_a_table() {
+    let (text, docs) = render(&[
+        "migration.postgresql.user=ark_owner",
+        "migration.postgresql.passwordSecretName=ark-owner",
+    ]);
+    let migrate = hook_job(
+        &docs,
+        "migrate",
+        "pre-install,pre-upgrade",
+        json!(["migrate"]),
+    );
+    // Its own role if given, with the runtime role's Secret key.
+    assert_database_env(&env(migrate), "ark_owner", "ark-owner", "pw");
+    let c = hook_job(&docs, "slot-drop", "post-delete", json!(["slot", "drop"]));
+    let env = env(c);
+    assert_database_env(&env, "ark_runtime", "ark-postgres", "pw");
+    assert_eq!(env["ARK_SLOT_NAME"], "ark_cdc");
+    assert_eq!(env["ARK_PUBLICATION_NAME"], "ark_cdc");
+
+    // Neither the rendering (in any mode) nor any file of the chart drops a table.
+    let (with_tls, _) = render(&["certManager.enabled=true", "postgresql.caSecretName=ca"]);
+    for t in [&text, &with_tls] {
+        assert!(!t.to_uppercase().contains("DROP TABLE"), "{t}");
+    }
+    let templates = std::fs::read_dir(chart_dir().join("templates")).unwrap();
+    let files = templates.map(|e| e.unwrap().path());
+    for f in files.chain([chart_dir().join("values.yaml")]) {
+        let t = std::fs::read_to_string(&f).unwrap();
+        assert!(!t.to_uppercase().contains("DROP TABLE"), "{}", f.display());
+    }
+}
+
+/// The hook Job `<fullname>-<suffix>`: its hook, delete policy and args, and its container.
+fn hook_job<'a>(docs: &'a [Value], suffix: &str, hook: &str, args: Value) -> &'a Value {
+    let job = find(docs, "Job", &format!("ark-ark-apiserver-{suffix}"));
+    let annotations = &job["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/hook"], hook);
+    let policy = &annotations["helm.sh/hook-delete-policy"];
+    assert_eq!(policy, "before-hook-creation,hook-succeeded");
+    let c = container(job);
+    assert_eq!(
+        (&c["command"], &c["args"]),
+        (&json!(["ark-apiserver"]), &args)
+    );
+    c
+}
+
+/// `helm template` without `missing` fails, naming it.
+fn assert_required(missing: &str) {
+    let sets: Vec<&str> = REQUIRED
+        .iter()
+        .filter(|s| !s.starts_with(&format!("{missing}=")))
+        .copied()
+        .collect();
+    assert_eq!(sets.len(), REQUIRED.len() - 1);
+    let out = helm(&["template", "ark"], &sets);
+    assert!(!out.ok, "rendering without {missing} succeeded");
+    let want = format!("{missing} is required");
+    assert!(
+        out.stderr.contains(&want),
+        "stderr lacks {want:?}: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn rendering_without_postgresql_host_fails_with_its_name() {
+    assert_required("postgresql.host");
+}
+
+#[test]
+fn rendering_without_postgresql_user_fails_with_its_name() {
+    assert_required("postgresql.user");
+}
+
+#[test]
+fn rendering_without_postgresql_password_secret_name_fails_with_its_name() {
+    assert_required("postgresql.passwordSecretName");
+}
