@@ -27,6 +27,8 @@ const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 const ENC_JSON: u8 = 1;
 const ENC_TABLE_V1: u8 = 2;
 const ENC_TABLE_V1BETA1: u8 = 3;
+const ENC_META_V1: u8 = 4;
+const ENC_META_V1BETA1: u8 = 5;
 
 /// Opens a watch and returns the streaming response, or the Status for a request that
 /// cannot start (too large a resourceVersion: 504, as kube).
@@ -257,10 +259,16 @@ fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Byte
             })
         }
         Shape::PartialMetadata(version) => {
-            let obj = ev.object();
-            line(
-                &json!({"type": type_name(ev.ty()), "object": table::partial_object_metadata(&obj.value(), version)}),
-            )
+            let key = if version == "v1" {
+                ENC_META_V1
+            } else {
+                ENC_META_V1BETA1
+            };
+            // Encoded once per event and shared, like the other formats: controllers that
+            // watch metadata only (garbage collector, quota) are often many.
+            ev.encoded(key, |t, obj| {
+                line(&json!({"type": type_name(t), "object": table::partial_object_metadata(&obj.value(), version)}))
+            })
         }
         Shape::Plain => ev.encoded(ENC_JSON, |t, obj| json_event(t, obj.json())),
     }
