@@ -1,12 +1,14 @@
 //! The command line: every flag also reads an environment variable, and every value is
 //! validated here, before anything connects, so a mistake is reported by name.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use crate::store::connect::{DbConfig, SslMode};
 
@@ -32,6 +34,48 @@ pub enum Command {
     /// Inspect or remove the replication slot.
     #[command(subcommand)]
     Slot(SlotCommand),
+    /// Inspect the effective configuration (flags, environment and .arkrc.yaml files).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the Helm values (postgresql.*) for helm/ark-apiserver from the effective configuration.
+    HelmValues(HelmValuesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every storage setting with its source, validate them without connecting, and
+    /// exit non-zero if they are invalid. Passwords are never printed.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfigCheckArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HelmOutput {
+    /// `--set`/`--set-string` arguments, one per line (for `helm install ... $(ark-apiserver helm-values)`).
+    Set,
+    /// A values file (YAML), for `helm install -f`.
+    Values,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HelmValuesArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The output format.
+    #[arg(long, value_enum, default_value = "set")]
+    pub output: HelmOutput,
+}
+
+/// Whether a setting was given as a flag or by its environment variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Given {
+    Flag,
+    Env,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,23 +105,21 @@ pub struct StreamNames {
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
+    /// Storage backend: postgresql or etcd. Overrides storage.backend in .arkrc.yaml;
+    /// this server only serves postgresql.
+    #[arg(long, env = "ARK_STORAGE_BACKEND")]
+    pub backend: Option<String>,
     /// PostgreSQL connection URL (postgres://user:pass@host:port/db?sslmode=...). Overrides the ARK_POSTGRES_* settings.
     #[arg(long, env = "ARK_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     #[arg(long = "postgres-host", env = "ARK_POSTGRES_HOST")]
     pub host: Option<String>,
-    #[arg(
-        long = "postgres-port",
-        env = "ARK_POSTGRES_PORT",
-        default_value_t = 5432
-    )]
-    pub postgres_port: u16,
-    #[arg(
-        long = "postgres-database",
-        env = "ARK_POSTGRES_DATABASE",
-        default_value = "ark"
-    )]
-    pub database: String,
+    /// [default: storage.postgresql.port in .arkrc.yaml, else 5432]
+    #[arg(long = "postgres-port", env = "ARK_POSTGRES_PORT")]
+    pub postgres_port: Option<u16>,
+    /// [default: storage.postgresql.database in .arkrc.yaml, else ark]
+    #[arg(long = "postgres-database", env = "ARK_POSTGRES_DATABASE")]
+    pub database: Option<String>,
     #[arg(long = "postgres-user", env = "ARK_POSTGRES_USER")]
     pub user: Option<String>,
     #[arg(
@@ -90,19 +132,33 @@ pub struct DbArgs {
     #[arg(long = "postgres-password-file", env = "ARK_POSTGRES_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
     /// disable, require, verify-ca or verify-full. A sslmode in --database-url wins.
-    #[arg(
-        long = "postgres-ssl-mode",
-        env = "ARK_POSTGRES_SSL_MODE",
-        default_value = "require"
-    )]
-    pub ssl_mode: String,
+    /// [default: storage.postgresql.sslMode in .arkrc.yaml, else require]
+    #[arg(long = "postgres-ssl-mode", env = "ARK_POSTGRES_SSL_MODE")]
+    pub ssl_mode: Option<String>,
     /// CA certificate (PEM) for verify-ca and verify-full.
     #[arg(long = "postgres-ssl-root-cert", env = "ARK_POSTGRES_SSL_ROOT_CERT")]
     pub ssl_root_cert: Option<PathBuf>,
     /// Maximum database connections in the pool.
     #[arg(long, env = "ARK_POOL_SIZE", default_value_t = 40)]
     pub pool_size: usize,
+    /// How each setting above was given (filled from the parsed matches by
+    /// [`Cli::record_sources`]); only `config check` reads it.
+    #[arg(skip)]
+    pub given: HashMap<&'static str, Given>,
 }
+
+/// The ids (field names) of the [`DbArgs`] settings whose source `config check` reports.
+pub const DB_ARG_IDS: [&str; 9] = [
+    "backend",
+    "database_url",
+    "host",
+    "postgres_port",
+    "database",
+    "user",
+    "password",
+    "password_file",
+    "ssl_mode",
+];
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -201,7 +257,8 @@ impl DbArgs {
         if self.pool_size < 2 {
             return Err(ConfigError::PoolSize);
         }
-        let mut ssl_mode = SslMode::from_str(&self.ssl_mode).map_err(ConfigError::SslMode)?;
+        let mut ssl_mode = SslMode::from_str(self.ssl_mode.as_deref().unwrap_or("require"))
+            .map_err(ConfigError::SslMode)?;
         let mut root_cert = self.ssl_root_cert.clone();
         let pg = if let Some(url) = &self.database_url {
             let (rest, url_mode, url_root) = split_ssl_params(url);
@@ -218,8 +275,8 @@ impl DbArgs {
             let user = self.user.as_deref().ok_or(ConfigError::NoUser)?;
             let mut c = tokio_postgres::Config::new();
             c.host(host)
-                .port(self.postgres_port)
-                .dbname(&self.database)
+                .port(self.postgres_port.unwrap_or(5432))
+                .dbname(self.database.as_deref().unwrap_or("ark"))
                 .user(user);
             let password = match (&self.password, &self.password_file) {
                 (Some(p), _) => Some(p.clone()),
@@ -286,6 +343,63 @@ pub fn split_ssl_params(conn: &str) -> (String, Option<String>, Option<String>) 
             .join(" ")
     };
     (rest, mode, root)
+}
+
+impl DbArgs {
+    /// How the setting with this field id was given, if it was.
+    pub fn given(&self, id: &str) -> Option<Given> {
+        self.given.get(id).copied()
+    }
+}
+
+impl Cli {
+    /// Parses the command line, remembering for the database settings whether each came
+    /// from a flag or from the environment (clap knows; the derived structs do not).
+    pub fn parse_recording_sources() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().get_matches();
+        let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.record_sources(&matches);
+        cli
+    }
+
+    pub fn record_sources(&mut self, matches: &ArgMatches) {
+        fn leaf(m: &ArgMatches) -> &ArgMatches {
+            match m.subcommand() {
+                Some((_, sub)) => leaf(sub),
+                None => m,
+            }
+        }
+        let m = leaf(matches);
+        let Some(db) = self.command.db_mut() else {
+            return;
+        };
+        for id in DB_ARG_IDS {
+            match m.value_source(id) {
+                Some(ValueSource::CommandLine) => {
+                    db.given.insert(id, Given::Flag);
+                }
+                Some(ValueSource::EnvVariable) => {
+                    db.given.insert(id, Given::Env);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Command {
+    /// The database settings of the commands that have them.
+    pub fn db_mut(&mut self) -> Option<&mut DbArgs> {
+        match self {
+            Command::Serve(a) => Some(&mut a.db),
+            Command::Migrate(a) => Some(&mut a.db),
+            Command::Slot(SlotCommand::Status(a) | SlotCommand::Drop(a)) => Some(&mut a.db),
+            Command::Config(ConfigCommand::Check(a)) => Some(&mut a.db),
+            Command::HelmValues(a) => Some(&mut a.db),
+            Command::Dev(_) => None,
+        }
+    }
 }
 
 impl ServerArgs {

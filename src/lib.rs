@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod arkrc;
 pub mod cdc;
 pub mod config;
 pub mod embedded;

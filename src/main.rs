@@ -2,20 +2,25 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use ark_apiserver::app::{self, ServeOptions};
-use ark_apiserver::config::{Cli, Command, DevArgs, ServeArgs, ServerArgs, SlotCommand};
+use ark_apiserver::arkrc::{self, Effective};
+use ark_apiserver::config::{
+    Cli, Command, ConfigCommand, DevArgs, HelmOutput, HelmValuesArgs, ServeArgs, ServerArgs,
+    SlotCommand,
+};
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_recording_sources();
     let level = match &cli.command {
         Command::Serve(s) => s.server.log_level.clone(),
         Command::Dev(d) => d.server.log_level.clone(),
-        Command::Migrate(_) | Command::Slot(_) => "info".to_string(),
+        Command::Migrate(_) | Command::Slot(_) | Command::Config(_) | Command::HelmValues(_) => {
+            "info".to_string()
+        }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
@@ -38,6 +43,8 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Dev(args) => dev(args).await,
             Command::Slot(cmd) => slot(cmd).await,
+            Command::Config(ConfigCommand::Check(args)) => config_check(&args.db),
+            Command::HelmValues(args) => helm_values(&args),
         }
     });
     match result {
@@ -66,7 +73,7 @@ fn options(db: DbConfig, server: &ServerArgs) -> Result<ServeOptions, String> {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     args.check_auth_mode().map_err(|e| e.to_string())?;
     tracing::warn!("authentication is off (--auth-mode off): every request is served; do not expose this port beyond the aggregator");
-    let db = args.db.resolve().map_err(|e| e.to_string())?;
+    let db = arkrc::resolve(&args.db).map_err(|e| e.to_string())?;
     let mut o = options(db, &args.server)?;
     o.skip_migrations = args.skip_migrations;
     ark_apiserver::cdc::slot::validate_slot_name(&args.names.slot_name)?;
@@ -75,8 +82,28 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     run_until_signal(o, None).await
 }
 
+/// `config check`: the effective configuration with sources, then the verdict.
+fn config_check(db: &ark_apiserver::config::DbArgs) -> Result<(), String> {
+    let e = Effective::load(db, true).map_err(|e| e.to_string())?;
+    print!("{}", e.report());
+    e.validate(false).map_err(|e| e.to_string())?;
+    println!("\nthe configuration is valid (no connection was attempted)");
+    Ok(())
+}
+
+/// `helm-values`: the chart's postgresql.* values from the effective configuration.
+fn helm_values(args: &HelmValuesArgs) -> Result<(), String> {
+    let e = Effective::load(&args.db, true).map_err(|e| e.to_string())?;
+    e.validate(true).map_err(|e| e.to_string())?;
+    match args.output {
+        HelmOutput::Set => print!("{}", e.helm_set_args()),
+        HelmOutput::Values => print!("{}", e.helm_values_file()),
+    }
+    Ok(())
+}
+
 async fn migrate(args: ark_apiserver::config::MigrateArgs) -> Result<(), String> {
-    let db = args.db.resolve().map_err(|e| e.to_string())?;
+    let db = arkrc::resolve(&args.db).map_err(|e| e.to_string())?;
     let applied = app::run_migrate(&db).await.map_err(|e| e.to_string())?;
     if applied.is_empty() {
         println!(
@@ -214,7 +241,7 @@ async fn slot(cmd: SlotCommand) -> Result<(), String> {
     use ark_apiserver::cdc::slot as s;
     let (SlotCommand::Status(args) | SlotCommand::Drop(args)) = &cmd;
     s::validate_slot_name(&args.names.slot_name)?;
-    let db = args.db.resolve().map_err(|e| e.to_string())?;
+    let db = arkrc::resolve(&args.db).map_err(|e| e.to_string())?;
     let pool = ark_apiserver::store::connect::pool(&db).map_err(|e| e.to_string())?;
     let client = pool
         .get()
