@@ -363,7 +363,10 @@ fn migrate_and_slot_drop_run_as_hooks_and_nothing_drops_a_table() {
         json!(["migrate"]),
     );
     // Its own role if given, with the runtime role's Secret key.
-    assert_database_env(&env(migrate), "ark_owner", "ark-owner", "pw");
+    let menv = env(migrate);
+    assert_database_env(&menv, "ark_owner", "ark-owner", "pw");
+    // A reinstall after an uninstall: migrate brings back the publication slot drop removed.
+    assert_eq!(menv["ARK_PUBLICATION_NAME"], "ark_cdc");
     let c = hook_job(&docs, "slot-drop", "post-delete", json!(["slot", "drop"]));
     let env = env(c);
     assert_database_env(&env, "ark_runtime", "ark-postgres", "pw");

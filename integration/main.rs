@@ -1,9 +1,12 @@
 //! Integration tests: the server against real PostgreSQL clusters and real clients.
 
 mod api_errors;
+mod arkrc;
+mod backup_restore;
 mod consistent_reads;
 mod dev_command;
 mod discovery;
+mod dockerfile;
 mod harness;
 mod helm_chart;
 mod kube_client;
@@ -14,6 +17,7 @@ mod resource_version;
 mod semantics;
 mod slots;
 mod startup;
+mod startup_failures;
 mod stream_faults;
 mod stream_faults_slot;
 mod watch;

@@ -98,6 +98,14 @@ async fn slot_status_reports_the_slot_and_slot_drop_removes_slot_and_publication
     .await;
     assert_eq!(code, 0);
     assert!(out.contains("does not exist"), "{out}");
+    // A reinstall runs migrate before the server starts: it brings the publication back.
+    let (code, _, err) = run_bin(&["migrate", "--database-url", &db.url, "--publication-name", "ops_pub"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(c
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = 'ops_pub'", &[])
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -265,7 +265,13 @@ async fn init_database(
                 );
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "cannot reach PostgreSQL; retrying")
+                // A pool timeout: connecting took longer than 10 s (a firewall or NetworkPolicy
+                // dropping packets looks like this), or the pool is exhausted.
+                tracing::warn!(
+                    error = %crate::store::error::with_causes(&e),
+                    retry_in = ?delay,
+                    "cannot reach PostgreSQL: check the host and port, that the database is up, and that no NetworkPolicy blocks egress; retrying"
+                )
             }
         }
         tokio::time::sleep(delay).await;
@@ -316,6 +322,13 @@ async fn purge_loop(store: Arc<Store>, readiness: Arc<Readiness>, retention: Dur
 
 /// Runs `migrate`: connect once, check, apply, report.
 pub async fn run_migrate(db: &DbConfig) -> Result<Vec<i32>, StartError> {
+    run_migrate_for(db, "ark_cdc").await
+}
+
+/// Applies the migrations, then creates `publication` if it is missing: `slot drop` (the
+/// chart's uninstall cleanup) removes it, and the first migration that created it does
+/// not run again, while the serving role may lack the rights to create it.
+pub async fn run_migrate_for(db: &DbConfig, publication: &str) -> Result<Vec<i32>, StartError> {
     let pool = connect::pool(db)?;
     let mut client = pool.get().await.map_err(|e| match e {
         deadpool_postgres::PoolError::Backend(e)
@@ -328,7 +341,11 @@ pub async fn run_migrate(db: &DbConfig) -> Result<Vec<i32>, StartError> {
         other => StartError::Database(other.to_string()),
     })?;
     migrate::preflight(&client).await?;
-    Ok(migrate::migrate(&mut client).await?)
+    let applied = migrate::migrate(&mut client).await?;
+    crate::cdc::slot::ensure_publication(&client, publication)
+        .await
+        .map_err(StartError::Database)?;
+    Ok(applied)
 }
 
 /// Writes a kubeconfig that points kubectl at `addr` and trusts `cert_pem`.

@@ -216,6 +216,10 @@ pub struct ServerArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    /// The publication the watch reads; migrate recreates it when `slot drop` removed it,
+    /// so a serving role without DDL rights can start again after a reinstall.
+    #[arg(long, env = "ARK_PUBLICATION_NAME", default_value = "ark_cdc")]
+    pub publication_name: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -104,7 +104,9 @@ fn helm_values(args: &HelmValuesArgs) -> Result<(), String> {
 
 async fn migrate(args: ark_apiserver::config::MigrateArgs) -> Result<(), String> {
     let db = arkrc::resolve(&args.db).map_err(|e| e.to_string())?;
-    let applied = app::run_migrate(&db).await.map_err(|e| e.to_string())?;
+    let applied = app::run_migrate_for(&db, &args.publication_name)
+        .await
+        .map_err(|e| e.to_string())?;
     if applied.is_empty() {
         println!(
             "schema is up to date (version {})",

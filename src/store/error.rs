@@ -86,12 +86,29 @@ impl StoreError {
     }
 }
 
-/// The driver's error with the server's message, for logs.
+/// The driver's error with the server's message, for logs. A client-side error carries its
+/// causes ("error connecting to server: Connection refused (os error 111)"): the driver's own
+/// text alone does not say whether the host, the port or the network is at fault.
 pub fn db_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => with_causes(e),
     }
+}
+
+/// An error's text followed by each cause's, skipping causes its text already includes.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -108,6 +125,27 @@ mod tests {
         assert_eq!(
             classify_state(&SqlState::TOO_MANY_CONNECTIONS),
             Class::Transient
+        );
+    }
+
+    #[test]
+    fn client_side_errors_keep_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error connecting to server")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert_eq!(
+            with_causes(&Outer(io)),
+            "error connecting to server: Connection refused"
         );
     }
 
