@@ -134,3 +134,31 @@ async fn a_role_without_replication_is_told_how_to_grant_it() {
     // The superuser passes.
     slot::preflight(&c, "ark_cdc").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_of_another_database_is_never_taken_and_the_error_names_slot_name() {
+    let a = TestDb::new().await;
+    let shared = a.slot_name();
+    let admin = a.client().await;
+    // The first server creates the slot for its database, then stops; the slot stays.
+    let first = crate::harness::TestServer::start_on(a).await;
+    first.stop().await;
+    assert!(slot::inspect(&admin, &shared).await.unwrap().is_some());
+
+    // A server on another database of the same cluster, told to use the same slot name.
+    let b = TestDb::new().await;
+    let mut opts = ark_apiserver::app::ServeOptions::new(b.config(), "127.0.0.1:0".parse().unwrap());
+    opts.slot_name = shared.clone();
+    let mut running = ark_apiserver::app::start(opts).await.expect("starting the server");
+    (&mut running.init).await.unwrap().expect("database init");
+    let err = running
+        .wait_stream_ready(Duration::from_secs(30))
+        .await
+        .expect_err("the stream must refuse another database's slot");
+    assert!(err.contains("belongs to database"), "{err}");
+    assert!(err.contains("--slot-name"), "{err}");
+    running.stop().await;
+    // Refused, not dropped: the first database's server can still resume from it.
+    let info = slot::inspect(&admin, &shared).await.unwrap().expect("the slot is still there");
+    assert!(info.database.is_some());
+}

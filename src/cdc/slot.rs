@@ -35,6 +35,15 @@ pub enum PreflightError {
          (SELECT pg_drop_replication_slot(name)) or raise max_replication_slots."
     )]
     SlotsExhausted { max: i32, slot: String },
+    #[error(
+        "replication slot {slot:?} belongs to database {database:?}, not to this server's database {ours:?}. Slot names \
+         are cluster-wide: give this server a slot of its own with --slot-name (ARK_SLOT_NAME)."
+    )]
+    SlotOfAnotherDatabase {
+        slot: String,
+        database: String,
+        ours: String,
+    },
     #[error("{0}")]
     Db(String),
 }
@@ -145,12 +154,21 @@ pub struct SlotInfo {
     pub lag_bytes: Option<i64>,
     /// PostgreSQL 16+: why the slot was invalidated, if it was.
     pub conflicting: Option<bool>,
+    /// The database the slot decodes.
+    pub database: Option<String>,
 }
 
 impl SlotInfo {
     /// A slot PostgreSQL can no longer serve: its WAL is gone or it was invalidated.
     pub fn is_invalidated(&self) -> bool {
         self.wal_status.as_deref() == Some("lost") || self.conflicting == Some(true)
+    }
+
+    /// The slot claims a position the server's WAL has not reached: it came back with a
+    /// point-in-time or file-system restore of a later state. Decoding from it would skip
+    /// every change written below that position after the restore.
+    pub fn is_ahead_of_wal(&self) -> bool {
+        self.lag_bytes.is_some_and(|lag| lag < 0)
     }
 
     pub fn is_usable_logical_pgoutput(&self) -> bool {
@@ -169,7 +187,7 @@ pub async fn inspect(client: &Client, slot: &str) -> Result<Option<SlotInfo>, St
          confirmed_flush_lsn::text, \
          CASE WHEN restart_lsn IS NULL THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END, \
          CASE WHEN confirmed_flush_lsn IS NULL THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint END, \
-         {conflicting} \
+         {conflicting}, database::text \
          FROM pg_replication_slots WHERE slot_name = $1"
     );
     let row = client
@@ -188,6 +206,7 @@ pub async fn inspect(client: &Client, slot: &str) -> Result<Option<SlotInfo>, St
         retained_bytes: r.get(8),
         lag_bytes: r.get(9),
         conflicting: r.get(10),
+        database: r.get(11),
     }))
 }
 
@@ -297,9 +316,31 @@ mod tests {
             retained_bytes: None,
             lag_bytes: None,
             conflicting: None,
+            database: Some("ark".into()),
         };
         assert!(!s.is_invalidated());
         s.wal_status = Some("lost".into());
         assert!(s.is_invalidated());
+    }
+
+    #[test]
+    fn a_slot_whose_position_the_wal_has_not_reached_is_ahead_of_it() {
+        let mut s = SlotInfo {
+            name: "ark_cdc".into(),
+            plugin: Some("pgoutput".into()),
+            slot_type: "logical".into(),
+            active: false,
+            active_pid: None,
+            wal_status: Some("reserved".into()),
+            restart_lsn: Some("0/1000".into()),
+            confirmed_flush_lsn: Some("0/2000".into()),
+            retained_bytes: Some(0),
+            lag_bytes: Some(0),
+            conflicting: None,
+            database: Some("ark".into()),
+        };
+        assert!(!s.is_ahead_of_wal(), "caught up is not ahead");
+        s.lag_bytes = Some(-4096);
+        assert!(s.is_ahead_of_wal(), "restored WAL behind the slot's position");
     }
 }

@@ -180,14 +180,31 @@ async fn session_inner(
                 pid,
             });
         }
+        // Never drop another database's slot: its server would lose its stream.
+        if let Some(theirs) = i.database.as_deref() {
+            let ours: String = sql
+                .query_one("SELECT current_database()::text", &[])
+                .await
+                .map_err(transient)?
+                .get(0);
+            if theirs != ours {
+                return Err(SessionError::Definite(slot::PreflightError::SlotOfAnotherDatabase {
+                    slot: cfg.slot.clone(),
+                    database: theirs.to_string(),
+                    ours,
+                }));
+            }
+        }
         let moved_past_us =
             state.is_seeded() && lsn_of(i.confirmed_flush_lsn.as_deref()) > state.applied_lsn();
-        if i.is_invalidated() || !i.is_usable_logical_pgoutput() || moved_past_us {
+        let ahead_of_wal = i.is_ahead_of_wal();
+        if i.is_invalidated() || !i.is_usable_logical_pgoutput() || moved_past_us || ahead_of_wal {
             tracing::warn!(
                 slot = %cfg.slot,
                 wal_status = ?i.wal_status,
                 plugin = ?i.plugin,
                 moved_past_us,
+                ahead_of_wal,
                 "replication slot cannot continue this server's stream; recreating it (a gap: watches get 410 and relist)"
             );
             metrics::counter!("ark_cdc_slot_recreated_total").increment(1);
