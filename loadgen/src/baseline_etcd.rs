@@ -18,7 +18,7 @@ use etcd_client::{
 use tokio::sync::watch;
 
 use crate::stamps::{pair_from_writes, WriteStamps};
-use crate::stats::{closed_loop, open_loop, LatencyPair, Samples};
+use crate::stats::{closed_loop, open_loop_n, LatencyPair, Samples};
 
 /// Client connections load is spread over. kube-apiserver multiplexes everything on one
 /// gRPC connection; a few keep this client's own channel from being what is measured.
@@ -279,9 +279,6 @@ pub async fn watch_latency(
             let (mut kv, stamps) = (kv.clone(), Arc::clone(&stamps));
             let (key, value) = (format!("{prefix}{i}"), value.to_vec());
             async move {
-                if i >= n {
-                    return Ok(());
-                }
                 stamps.started(i);
                 kv.put(key, value, None)
                     .await
@@ -291,15 +288,7 @@ pub async fn watch_latency(
             }
         }
     };
-    // open_loop runs round(duration × rate) operations; a quarter interval more than n/rate
-    // makes that exactly n whatever the float rounding (extra indices are no-ops above).
-    let writes = open_loop(
-        rate,
-        Duration::from_secs_f64((n as f64 + 0.25) / rate),
-        MAX_IN_FLIGHT,
-        op,
-    )
-    .await;
+    let writes = open_loop_n(rate, n, MAX_IN_FLIGHT, op).await;
 
     let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
     let mut pair = pair_from_writes(&writes);

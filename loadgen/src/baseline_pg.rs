@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_postgres::{Client, NoTls};
 
 use crate::stamps::{pair_from_writes, WriteStamps};
-use crate::stats::{closed_loop, open_loop, LatencyPair, Samples};
+use crate::stats::{closed_loop, open_loop_n, LatencyPair, Samples};
 
 /// The table, publication and slot of [`raw_decoding`], all its own.
 const DECODING_TABLE: &str = "bench_raw_decoding";
@@ -427,8 +427,7 @@ async fn measure_decoding(
         let run = Arc::clone(&run);
         async move {
             let (writers, stamps, value) = &*run;
-            // Indices beyond n: see the duration below.
-            let Some((client, stmt)) = writers.get(i % DECODING_WRITERS).filter(|_| i < n) else {
+            let Some((client, stmt)) = writers.get(i % DECODING_WRITERS) else {
                 return Ok(());
             };
             stamps.started(i);
@@ -440,15 +439,7 @@ async fn measure_decoding(
             Ok(())
         }
     };
-    // open_loop runs round(duration × rate) operations; a quarter interval more than n/rate
-    // makes that exactly n whatever the float rounding (extra indices are no-ops above).
-    let writes = open_loop(
-        rate,
-        Duration::from_secs_f64((n as f64 + 0.25) / rate),
-        MAX_IN_FLIGHT,
-        op,
-    )
-    .await;
+    let writes = open_loop_n(rate, n, MAX_IN_FLIGHT, op).await;
 
     let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
     let joined = match tokio::time::timeout_at(deadline, &mut consumer).await {

@@ -166,6 +166,28 @@ where
     s
 }
 
+/// Exactly `n` operations started at `rate` per second (an open loop). `open_loop` runs
+/// round(duration × rate) of them; a quarter interval more than n/rate makes that n or
+/// n + 1 whatever the float rounding, and the extra index is skipped.
+pub async fn open_loop_n<F, Fut>(rate: f64, n: usize, max_in_flight: usize, op: F) -> Samples
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let duration = Duration::from_secs_f64((n as f64 + 0.25) / rate.max(0.001));
+    open_loop(rate, duration, max_in_flight, move |i| {
+        let op = Arc::clone(&op);
+        async move {
+            if i >= n {
+                return Ok(());
+            }
+            op(i).await
+        }
+    })
+    .await
+}
+
 /// Formats a duration for the report: µs below 1 ms, ms with two decimals below 10 s.
 pub fn fmt_dur(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;

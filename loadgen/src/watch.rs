@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use crate::api::{self, Api};
 use crate::stamps::{pair_from_writes, WriteStamps};
-use crate::stats::{open_loop, LatencyPair};
+use crate::stats::{open_loop_n, LatencyPair};
 
 pub struct WatchPlan {
     pub namespace: String,
@@ -118,7 +118,7 @@ pub async fn watch_latency(base: &str, plan: &WatchPlan, on_open: impl FnOnce())
     let stamps = Arc::new(WriteStamps::new(n));
     let ns = plan.namespace.clone();
     let (st, w2) = (Arc::clone(&stamps), writer.clone());
-    let writes = open_loop(plan.rate, Duration::from_secs_f64(n as f64 / plan.rate), 1024, move |i| {
+    let writes = open_loop_n(plan.rate, n, 1024, move |i| {
         let (stamps, api, ns) = (Arc::clone(&st), w2.clone(), ns.clone());
         async move {
             let name = format!("w-{i}");

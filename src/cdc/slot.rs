@@ -302,30 +302,8 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 
-    #[test]
-    fn a_lost_slot_is_invalidated() {
-        let mut s = SlotInfo {
-            name: "ark_cdc".into(),
-            plugin: Some("pgoutput".into()),
-            slot_type: "logical".into(),
-            active: false,
-            active_pid: None,
-            wal_status: Some("reserved".into()),
-            restart_lsn: None,
-            confirmed_flush_lsn: None,
-            retained_bytes: None,
-            lag_bytes: None,
-            conflicting: None,
-            database: Some("ark".into()),
-        };
-        assert!(!s.is_invalidated());
-        s.wal_status = Some("lost".into());
-        assert!(s.is_invalidated());
-    }
-
-    #[test]
-    fn a_slot_whose_position_the_wal_has_not_reached_is_ahead_of_it() {
-        let mut s = SlotInfo {
+    fn slot_info() -> SlotInfo {
+        SlotInfo {
             name: "ark_cdc".into(),
             plugin: Some("pgoutput".into()),
             slot_type: "logical".into(),
@@ -338,7 +316,20 @@ mod tests {
             lag_bytes: Some(0),
             conflicting: None,
             database: Some("ark".into()),
-        };
+        }
+    }
+
+    #[test]
+    fn a_lost_slot_is_invalidated() {
+        let mut s = slot_info();
+        assert!(!s.is_invalidated());
+        s.wal_status = Some("lost".into());
+        assert!(s.is_invalidated());
+    }
+
+    #[test]
+    fn a_slot_whose_position_the_wal_has_not_reached_is_ahead_of_it() {
+        let mut s = slot_info();
         assert!(!s.is_ahead_of_wal(), "caught up is not ahead");
         s.lag_bytes = Some(-4096);
         assert!(s.is_ahead_of_wal(), "restored WAL behind the slot's position");
