@@ -15,11 +15,16 @@ async fn consistent_reads_do_not_wait_for_the_wal_writer() {
     let cluster = dedicated_cluster(Some("wal_writer_delay = '10s'")).await;
     let server = TestServer::start_on(cluster_db(&cluster)).await;
     let http = server.http();
-    let base = format!("{}/apis/ark.mckinsey.com/v1alpha1/namespaces/default/agents", server.base_url());
+    let base = format!(
+        "{}/apis/ark.mckinsey.com/v1alpha1/namespaces/default/agents",
+        server.base_url()
+    );
     let r = http
         .post(&base)
-        .json(&json!({"apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
-            "metadata": {"name": "a"}, "spec": {"prompt": "hi"}}))
+        .json(
+            &json!({"apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+            "metadata": {"name": "a"}, "spec": {"prompt": "hi"}}),
+        )
         .send()
         .await
         .unwrap();

@@ -99,10 +99,20 @@ async fn slot_status_reports_the_slot_and_slot_drop_removes_slot_and_publication
     assert_eq!(code, 0);
     assert!(out.contains("does not exist"), "{out}");
     // A reinstall runs migrate before the server starts: it brings the publication back.
-    let (code, _, err) = run_bin(&["migrate", "--database-url", &db.url, "--publication-name", "ops_pub"]).await;
+    let (code, _, err) = run_bin(&[
+        "migrate",
+        "--database-url",
+        &db.url,
+        "--publication-name",
+        "ops_pub",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(c
-        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = 'ops_pub'", &[])
+        .query_opt(
+            "SELECT 1 FROM pg_publication WHERE pubname = 'ops_pub'",
+            &[]
+        )
         .await
         .unwrap()
         .is_some());
@@ -147,9 +157,12 @@ async fn a_slot_of_another_database_is_never_taken_and_the_error_names_slot_name
 
     // A server on another database of the same cluster, told to use the same slot name.
     let b = TestDb::new().await;
-    let mut opts = ark_apiserver::app::ServeOptions::new(b.config(), "127.0.0.1:0".parse().unwrap());
+    let mut opts =
+        ark_apiserver::app::ServeOptions::new(b.config(), "127.0.0.1:0".parse().unwrap());
     opts.slot_name = shared.clone();
-    let mut running = ark_apiserver::app::start(opts).await.expect("starting the server");
+    let mut running = ark_apiserver::app::start(opts)
+        .await
+        .expect("starting the server");
     (&mut running.init).await.unwrap().expect("database init");
     let err = running
         .wait_stream_ready(Duration::from_secs(30))
@@ -159,6 +172,9 @@ async fn a_slot_of_another_database_is_never_taken_and_the_error_names_slot_name
     assert!(err.contains("--slot-name"), "{err}");
     running.stop().await;
     // Refused, not dropped: the first database's server can still resume from it.
-    let info = slot::inspect(&admin, &shared).await.unwrap().expect("the slot is still there");
+    let info = slot::inspect(&admin, &shared)
+        .await
+        .unwrap()
+        .expect("the slot is still there");
     assert!(info.database.is_some());
 }

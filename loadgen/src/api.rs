@@ -25,7 +25,8 @@ pub fn http_client(http2: bool) -> Result<reqwest::Client, String> {
     } else {
         b.http1_only()
     };
-    b.build().map_err(|e| format!("building the HTTP client: {e}"))
+    b.build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
 #[derive(Clone)]
@@ -43,7 +44,10 @@ impl Api {
     }
 
     pub fn collection(&self, plural: &str, ns: &str) -> String {
-        format!("{}/apis/{GROUP_VERSION}/namespaces/{ns}/{plural}", self.base)
+        format!(
+            "{}/apis/{GROUP_VERSION}/namespaces/{ns}/{plural}",
+            self.base
+        )
     }
 
     pub fn item(&self, plural: &str, ns: &str, name: &str) -> String {
@@ -89,7 +93,13 @@ impl Api {
     }
 
     /// A merge patch of the spec: one field changes, as a controller's update would.
-    pub async fn patch(&self, plural: &str, ns: &str, name: &str, patch: Value) -> Result<(), String> {
+    pub async fn patch(
+        &self,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<(), String> {
         let r = self
             .http
             .patch(self.item(plural, ns, name))
@@ -114,7 +124,10 @@ impl Api {
 
 async fn expect(r: reqwest::Response, code: u16, what: &str) -> Result<Bytes, String> {
     let status = r.status().as_u16();
-    let body = r.bytes().await.map_err(|e| format!("{what}: reading the body: {e}"))?;
+    let body = r
+        .bytes()
+        .await
+        .map_err(|e| format!("{what}: reading the body: {e}"))?;
     if status != code {
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         return Err(format!("{what}: HTTP {status}: {text}"));
@@ -163,10 +176,38 @@ pub fn agent(name: &str, ns: &str, size: usize) -> Bytes {
 }
 
 const WORDS: &[&str] = &[
-    "answer", "weather", "forecast", "customer", "invoice", "summarize", "report", "policy",
-    "tool", "search", "context", "retrieve", "document", "quarterly", "revenue", "analysis",
-    "market", "risk", "compliance", "escalate", "ticket", "priority", "latency", "cluster",
-    "deploy", "rollback", "metric", "alert", "budget", "forecasting", "segment", "pricing",
+    "answer",
+    "weather",
+    "forecast",
+    "customer",
+    "invoice",
+    "summarize",
+    "report",
+    "policy",
+    "tool",
+    "search",
+    "context",
+    "retrieve",
+    "document",
+    "quarterly",
+    "revenue",
+    "analysis",
+    "market",
+    "risk",
+    "compliance",
+    "escalate",
+    "ticket",
+    "priority",
+    "latency",
+    "cluster",
+    "deploy",
+    "rollback",
+    "metric",
+    "alert",
+    "budget",
+    "forecasting",
+    "segment",
+    "pricing",
 ];
 
 /// The name in a watch event line, found by a byte search rather than a JSON parse: with
@@ -204,7 +245,11 @@ mod tests {
     fn agents_have_the_requested_size() {
         for size in [4096, 65536] {
             let a = agent("a-1", "bench", size);
-            assert!(a.len() >= size - 400 && a.len() <= size + 100, "{} for {size}", a.len());
+            assert!(
+                a.len() >= size - 400 && a.len() <= size + 100,
+                "{} for {size}",
+                a.len()
+            );
         }
     }
 

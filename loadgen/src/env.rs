@@ -29,10 +29,9 @@ pub struct EnvOptions {
 impl Env {
     pub async fn start(opts: &EnvOptions) -> Result<Env, String> {
         if let Some(base) = &opts.server {
-            let db_url = opts
-                .database_url
-                .clone()
-                .ok_or("--server needs --database-url too: the baselines run on the same database")?;
+            let db_url = opts.database_url.clone().ok_or(
+                "--server needs --database-url too: the baselines run on the same database",
+            )?;
             let env = Env {
                 db_url,
                 base_url: base.trim_end_matches('/').to_string(),
@@ -48,8 +47,8 @@ impl Env {
             None => {
                 // Durable settings (fsync on): the figures are meant to be what an operator
                 // gets, and every baseline runs on this same cluster.
-                let cluster = Cluster::start(None, false)
-                    .map_err(|e| format!("starting PostgreSQL: {e}"))?;
+                let cluster =
+                    Cluster::start(None, false).map_err(|e| format!("starting PostgreSQL: {e}"))?;
                 cluster
                     .stop_when_process_exits()
                     .map_err(|e| format!("arming the cluster watcher: {e}"))?;
@@ -69,8 +68,10 @@ impl Env {
             None => sibling_binary("ark-apiserver")?,
         };
         let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
-        let log = std::env::temp_dir().join(format!("ark-loadgen-server-{}.log", std::process::id()));
-        let log_file = std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let log =
+            std::env::temp_dir().join(format!("ark-loadgen-server-{}.log", std::process::id()));
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
         let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
         let child = tokio::process::Command::new(&bin)
             .args(["serve", "--auth-mode", "off", "--log-level", "warn"])
@@ -223,7 +224,8 @@ fn postgres_cpu_seconds() -> f64 {
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
         })
         .filter_map(cpu_seconds)
         .sum()

@@ -23,7 +23,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "ark-loadgen", about = "Benchmarks ark-apiserver against raw PostgreSQL, raw logical decoding and etcd, in one run")]
+#[command(
+    name = "ark-loadgen",
+    about = "Benchmarks ark-apiserver against raw PostgreSQL, raw logical decoding and etcd, in one run"
+)]
 pub struct Cli {
     /// Tiny scale, for CI: checks that everything works, measures nothing worth reading.
     #[arg(long)]
@@ -50,7 +53,10 @@ pub struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ark-loadgen: starting the runtime: {e}");

@@ -71,7 +71,14 @@ impl Mixed {
         let (a, n2) = (api.clone(), ns.clone());
         let s = closed_loop(16, plan.seed, move |i| {
             let (a, ns) = (a.clone(), n2.clone());
-            async move { a.create("queries", &ns, api::query(&format!("m-{i}"), &ns, "bench-agent")).await }
+            async move {
+                a.create(
+                    "queries",
+                    &ns,
+                    api::query(&format!("m-{i}"), &ns, "bench-agent"),
+                )
+                .await
+            }
         })
         .await;
         if s.errors > 0 {
@@ -88,7 +95,12 @@ impl Mixed {
         })
     }
 
-    fn op(&self) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+    fn op(
+        &self,
+    ) -> impl Fn(
+        usize,
+    )
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
            + Send
            + Sync
            + 'static {
@@ -101,7 +113,9 @@ impl Mixed {
                 let r = match op {
                     Op::Create => {
                         let name = format!("m-{}", live.next.fetch_add(1, Ordering::Relaxed));
-                        let r = api.create("queries", &ns, api::query(&name, &ns, "bench-agent")).await;
+                        let r = api
+                            .create("queries", &ns, api::query(&name, &ns, "bench-agent"))
+                            .await;
                         if r.is_ok() {
                             live.names.lock().unwrap().push(name);
                         }
@@ -112,7 +126,11 @@ impl Mixed {
                         match name {
                             Some(n) => api.get("queries", &ns, &n).await.map(drop).or_else(|e| {
                                 // Deleted between the pick and the GET: not a failure.
-                                if e.contains("HTTP 404") { Ok(()) } else { Err(e) }
+                                if e.contains("HTTP 404") {
+                                    Ok(())
+                                } else {
+                                    Err(e)
+                                }
                             }),
                             None => Ok(()),
                         }
@@ -173,5 +191,9 @@ fn random_name(live: &Live, remove: bool) -> Option<String> {
         return None;
     }
     let i = rand::rng().random_range(0..names.len());
-    Some(if remove { names.swap_remove(i) } else { names[i].clone() })
+    Some(if remove {
+        names.swap_remove(i)
+    } else {
+        names[i].clone()
+    })
 }

@@ -94,7 +94,10 @@ impl Report {
                     out,
                     "| Scenario | n | p50 | p95 | p99 | max | ops/s | errors | Baseline (same run) | vs baseline | Published | vs published |"
                 );
-                let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|");
+                let _ = writeln!(
+                    out,
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"
+                );
             }
             let s = &r.summary;
             let (base, vs_base) = match &r.baseline {
@@ -118,7 +121,11 @@ impl Report {
                     let ours = s.p50.as_secs_f64() * 1e3;
                     (
                         format!("p50 {ms} ms"),
-                        if ours > 0.0 { format!("{:.0}× faster", ms / ours) } else { "n/a".into() },
+                        if ours > 0.0 {
+                            format!("{:.0}× faster", ms / ours)
+                        } else {
+                            "n/a".into()
+                        },
                     )
                 }
                 Some((ops, Metric::Throughput)) => (
@@ -140,13 +147,25 @@ impl Report {
             );
         }
         if !self.targets.is_empty() {
-            let _ = writeln!(out, "\n## Targets\n\n| Target | Measured | Met |\n|---|---|---|");
+            let _ = writeln!(
+                out,
+                "\n## Targets\n\n| Target | Measured | Met |\n|---|---|---|"
+            );
             for t in &self.targets {
-                let _ = writeln!(out, "| {} | {} | {} |", t.target, t.measured, if t.met { "yes" } else { "**no**" });
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} |",
+                    t.target,
+                    t.measured,
+                    if t.met { "yes" } else { "**no**" }
+                );
             }
         }
         if !self.notes.is_empty() {
-            let _ = writeln!(out, "\n## Memory and other figures\n\n| What | Figure |\n|---|---|");
+            let _ = writeln!(
+                out,
+                "\n## Memory and other figures\n\n| What | Figure |\n|---|---|"
+            );
             for (k, v) in &self.notes {
                 let _ = writeln!(out, "| {k} | {v} |");
             }
@@ -155,7 +174,11 @@ impl Report {
         if !failing.is_empty() {
             let _ = writeln!(out, "\n## Errors\n");
             for r in failing {
-                let _ = writeln!(out, "- {} / {}: {} errors, first: {:?}", r.section, r.scenario, r.summary.errors, r.first_errors);
+                let _ = writeln!(
+                    out,
+                    "- {} / {}: {} errors, first: {:?}",
+                    r.section, r.scenario, r.summary.errors, r.first_errors
+                );
             }
         }
         out

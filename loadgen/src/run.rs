@@ -100,7 +100,9 @@ fn bodies(names: &[String], make: impl Fn(&str) -> Bytes) -> Arc<Vec<Bytes>> {
 }
 
 fn strings(b: &[Bytes]) -> Vec<String> {
-    b.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+    b.iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
 }
 
 fn progress(what: &str) {
@@ -113,13 +115,19 @@ pub async fn run(cli: Cli) -> Result<Report, String> {
     let mut r = Report {
         title: format!(
             "ark-apiserver benchmark report{}",
-            if cli.smoke { " (smoke mode: figures are not meaningful)" } else { "" }
+            if cli.smoke {
+                " (smoke mode: figures are not meaningful)"
+            } else {
+                ""
+            }
         ),
         ..Default::default()
     };
     r.context.push(format!("Date (UTC): {}", chrono_now()));
-    r.context.push(format!("Machine: {} CPUs, {}", num_cpus(), mem_total()));
-    r.context.push(format!("Objects per create scenario: {}", scale.objects));
+    r.context
+        .push(format!("Machine: {} CPUs, {}", num_cpus(), mem_total()));
+    r.context
+        .push(format!("Objects per create scenario: {}", scale.objects));
     r.context.push(
         "Everything (PostgreSQL, the server, etcd and this generator) shares the machine; \
          baselines run on the same cluster in the same run."
@@ -144,12 +152,19 @@ pub async fn run(cli: Cli) -> Result<Report, String> {
     if let Some(dir) = cli.output.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    std::fs::write(&cli.output, &md).map_err(|e| format!("writing {}: {e}", cli.output.display()))?;
+    std::fs::write(&cli.output, &md)
+        .map_err(|e| format!("writing {}: {e}", cli.output.display()))?;
     eprintln!("ark-loadgen: report written to {}", cli.output.display());
     Ok(r)
 }
 
-async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &dyn Fn(&str) -> bool) -> Result<(), String> {
+async fn scenarios_all(
+    cli: &Cli,
+    sc: &Scale,
+    env: &Env,
+    r: &mut Report,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
     let api = Api::new(&env.base_url, false)?;
     let n = sc.objects;
     let rss_empty = env.server_rss();
@@ -161,8 +176,16 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
 
     let mut update_baselines: Vec<(usize, Summary)> = Vec::new();
     // One Agent per namespace first: the published Query shape points at one.
-    for ns in ["bench-c1", "bench-c20", "bench-c64", "bench-watch", "bench-fleet", "bench-mixed"] {
-        api.create("agents", ns, api::agent("bench-agent", ns, 1024)).await?;
+    for ns in [
+        "bench-c1",
+        "bench-c20",
+        "bench-c64",
+        "bench-watch",
+        "bench-fleet",
+        "bench-mixed",
+    ] {
+        api.create("agents", ns, api::agent("bench-agent", ns, 1024))
+            .await?;
     }
 
     // ---- create ----
@@ -172,25 +195,49 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
         let b = bodies(&q_names, |name| api::query(name, ns, "bench-agent"));
         let cpu = env.cpu_mark();
         let s = scenarios::create(&api, "queries", ns, Arc::clone(&b), conc).await;
-        r.note(&format!("CPU during create, concurrency {conc}"), env.cpu_since(cpu));
+        r.note(
+            &format!("CPU during create, concurrency {conc}"),
+            env.cpu_since(cpu),
+        );
         let sum = s.summary();
-        let row = r.add("Writes", &format!("create Query (~250 B), concurrency {conc}"), &s);
+        let row = r.add(
+            "Writes",
+            &format!("create Query (~250 B), concurrency {conc}"),
+            &s,
+        );
         row.published = Some((published::CREATE_P50_MS, Metric::Latency));
         if !skip("raw") {
-            let (ins, upd) = baseline_pg::raw_writes(&env.db_url, &format!("c{conc}"), &strings(&b), conc).await?;
-            r.add("Writes", &format!("  raw PostgreSQL INSERT, concurrency {conc}"), &ins);
-            r.add("Writes", &format!("  raw PostgreSQL UPDATE, concurrency {conc}"), &upd);
+            let (ins, upd) =
+                baseline_pg::raw_writes(&env.db_url, &format!("c{conc}"), &strings(&b), conc)
+                    .await?;
+            r.add(
+                "Writes",
+                &format!("  raw PostgreSQL INSERT, concurrency {conc}"),
+                &ins,
+            );
+            r.add(
+                "Writes",
+                &format!("  raw PostgreSQL UPDATE, concurrency {conc}"),
+                &upd,
+            );
             let ins_sum = ins.summary();
             let row = r.rows.iter_mut().rev().nth(2).expect("the create row");
             row.baseline = Some(("raw INSERT".into(), ins_sum, Metric::Throughput));
             if conc == 1 {
-                r.target("create, concurrency 1: p50 ≤ 2 ms", fmt_dur(sum.p50), sum.p50 <= Duration::from_millis(2));
+                r.target(
+                    "create, concurrency 1: p50 ≤ 2 ms",
+                    fmt_dur(sum.p50),
+                    sum.p50 <= Duration::from_millis(2),
+                );
             }
             if conc == 64 {
                 let pct = 100.0 * sum.ops_per_sec / ins_sum.ops_per_sec.max(1e-9);
                 r.target(
                     "create, concurrency 64: ≥ 50% of raw INSERT throughput",
-                    format!("{:.0} vs {:.0} ops/s ({pct:.0}%)", sum.ops_per_sec, ins_sum.ops_per_sec),
+                    format!(
+                        "{:.0} vs {:.0} ops/s ({pct:.0}%)",
+                        sum.ops_per_sec, ins_sum.ops_per_sec
+                    ),
                     pct >= 50.0,
                 );
             }
@@ -198,25 +245,48 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
             update_baselines.push((conc, upd.summary()));
         }
         if let Some(e) = &etcd {
-            let s = baseline_etcd::put(&e.endpoint(), &format!("/registry/queries/{ns}/"), &strings(&b), conc).await?;
+            let s = baseline_etcd::put(
+                &e.endpoint(),
+                &format!("/registry/queries/{ns}/"),
+                &strings(&b),
+                conc,
+            )
+            .await?;
             r.add("Writes", &format!("  etcd put, concurrency {conc}"), &s);
         }
         if conc == 1 {
             if let (Some(before), Some(after)) = (rss_empty, env.server_rss()) {
                 let list = api.list("queries", Some(ns), "").await?;
-                r.note(&format!("server RSS, empty → {n} Queries (+{n} history events)"), format!("{} → {}", mib(before), mib(after)));
+                r.note(
+                    &format!("server RSS, empty → {n} Queries (+{n} history events)"),
+                    format!("{} → {}", mib(before), mib(after)),
+                );
                 let ratio = (after.saturating_sub(before)) as f64 / list.len() as f64;
-                r.note("JSON size of those Queries (one LIST body)", mib(list.len() as u64));
-                r.target("memory ≤ 3× the JSON held", format!("{ratio:.1}× (RSS growth / JSON)"), ratio <= 3.0);
+                r.note(
+                    "JSON size of those Queries (one LIST body)",
+                    mib(list.len() as u64),
+                );
+                r.target(
+                    "memory ≤ 3× the JSON held",
+                    format!("{ratio:.1}× (RSS growth / JSON)"),
+                    ratio <= 3.0,
+                );
             }
         }
     }
     for (size, label) in [(4096usize, "4 KB"), (65536, "64 KB")] {
         let a_names = names(&format!("a{}-", size / 1024), sc.agents);
-        progress(&format!("create: {} Agents of {label} at concurrency 20", sc.agents));
+        progress(&format!(
+            "create: {} Agents of {label} at concurrency 20",
+            sc.agents
+        ));
         let b = bodies(&a_names, |name| api::agent(name, "bench-c20", size));
         let s = scenarios::create(&api, "agents", "bench-c20", Arc::clone(&b), 20).await;
-        r.add("Writes", &format!("create Agent ({label}), concurrency 20"), &s);
+        r.add(
+            "Writes",
+            &format!("create Agent ({label}), concurrency 20"),
+            &s,
+        );
         let g = scenarios::get(&api, "agents", "bench-c20", Arc::new(a_names), sc.agents, 1).await;
         r.add("Reads", &format!("get Agent ({label}), concurrency 1"), &g);
     }
@@ -230,38 +300,75 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
         let row = r.add("Reads", &format!("get Query, concurrency {conc}"), &s);
         row.published = Some((published::GET_P50_MS, Metric::Latency));
         if conc == 1 {
-            r.target("GET: p50 ≤ 0.5 ms", fmt_dur(sum.p50), sum.p50 <= Duration::from_micros(500));
+            r.target(
+                "GET: p50 ≤ 0.5 ms",
+                fmt_dur(sum.p50),
+                sum.p50 <= Duration::from_micros(500),
+            );
         }
     }
     progress(&format!("LIST of {n} objects"));
     let expect = n;
     let s = scenarios::list(&api, "queries", "bench-c64", sc.list_iterations, 1, expect).await;
     let sum = s.summary();
-    let row = r.add("Reads", &format!("LIST {n} Queries, unpaginated, concurrency 1"), &s);
+    let row = r.add(
+        "Reads",
+        &format!("LIST {n} Queries, unpaginated, concurrency 1"),
+        &s,
+    );
     row.published = Some((published::LIST_P50_MS, Metric::Latency));
-    r.target(&format!("LIST of {n}: p50 ≤ 50 ms"), fmt_dur(sum.p50), sum.p50 <= Duration::from_millis(50));
+    r.target(
+        &format!("LIST of {n}: p50 ≤ 50 ms"),
+        fmt_dur(sum.p50),
+        sum.p50 <= Duration::from_millis(50),
+    );
     let cpu = env.cpu_mark();
     let s = scenarios::list(&api, "queries", "bench-c64", sc.list_iterations, 4, expect).await;
     r.note("CPU during LIST, concurrency 4", env.cpu_since(cpu));
-    let row = r.add("Reads", &format!("LIST {n} Queries, unpaginated, concurrency 4"), &s);
+    let row = r.add(
+        "Reads",
+        &format!("LIST {n} Queries, unpaginated, concurrency 4"),
+        &s,
+    );
     row.published = Some((published::LIST_OPS, Metric::Throughput));
     if let Some(e) = &etcd {
-        let (s, keys) = baseline_etcd::range(&e.endpoint(), "/registry/queries/bench-c64/", sc.list_iterations).await?;
+        let (s, keys) = baseline_etcd::range(
+            &e.endpoint(),
+            "/registry/queries/bench-c64/",
+            sc.list_iterations,
+        )
+        .await?;
         let base = s.summary();
         r.add("Reads", &format!("  etcd range of {keys} keys"), &s);
         let row = r.rows.iter_mut().rev().nth(2).expect("the LIST row");
         row.baseline = Some(("etcd range".into(), base, Metric::Latency));
     }
-    let s = scenarios::pages(&api, "queries", "bench-c64", sc.page_limit, sc.page_walks, expect).await;
+    let s = scenarios::pages(
+        &api,
+        "queries",
+        "bench-c64",
+        sc.page_limit,
+        sc.page_walks,
+        expect,
+    )
+    .await;
     let sum = s.summary();
     r.add("Reads", &format!("LIST page, limit {}", sc.page_limit), &s);
-    r.target("LIST page of 500: p50 ≤ 5 ms", fmt_dur(sum.p50), sum.p50 <= Duration::from_millis(5));
+    r.target(
+        "LIST page of 500: p50 ≤ 5 ms",
+        fmt_dur(sum.p50),
+        sum.p50 <= Duration::from_millis(5),
+    );
 
     // ---- update ----
     for conc in [1usize, 64] {
         progress(&format!("update at concurrency {conc}"));
         let s = scenarios::update(&api, "queries", "bench-c64", Arc::clone(&c64), conc, conc).await;
-        let row = r.add("Writes", &format!("update Query (merge patch), concurrency {conc}"), &s);
+        let row = r.add(
+            "Writes",
+            &format!("update Query (merge patch), concurrency {conc}"),
+            &s,
+        );
         if let Some((_, base)) = update_baselines.iter().find(|(c, _)| *c == conc).copied() {
             row.baseline = Some(("raw UPDATE".into(), base, Metric::Throughput));
         }
@@ -273,20 +380,43 @@ async fn scenarios_all(cli: &Cli, sc: &Scale, env: &Env, r: &mut Report, skip: &
     // ---- mixed ----
     if !skip("mixed") {
         progress("mixed load");
-        let m = Mixed::seed(api.clone(), &MixedPlan { namespace: "bench-mixed".into(), seed: sc.mixed_seed }).await?;
+        let m = Mixed::seed(
+            api.clone(),
+            &MixedPlan {
+                namespace: "bench-mixed".into(),
+                seed: sc.mixed_seed,
+            },
+        )
+        .await?;
         let res = m.at_rate(sc.mixed_rate, sc.mixed_time).await;
-        let row = r.add("Mixed load (60% create, 20% get, 10% list, 10% delete)", &format!("target rate {:.0} ops/s, all", sc.mixed_rate), &res.all);
+        let row = r.add(
+            "Mixed load (60% create, 20% get, 10% list, 10% delete)",
+            &format!("target rate {:.0} ops/s, all", sc.mixed_rate),
+            &res.all,
+        );
         row.published = Some((published::SUSTAINED_OPS, Metric::Throughput));
         for (op, s) in &res.by_op {
-            r.add("Mixed load (60% create, 20% get, 10% list, 10% delete)", &format!("  target rate: {}", op.name()), s);
+            r.add(
+                "Mixed load (60% create, 20% get, 10% list, 10% delete)",
+                &format!("  target rate: {}", op.name()),
+                s,
+            );
         }
         let cpu = env.cpu_mark();
         let res = m.saturated(64, sc.mixed_time).await;
         r.note("CPU during mixed load at saturation", env.cpu_since(cpu));
-        let row = r.add("Mixed load (60% create, 20% get, 10% list, 10% delete)", "saturation (64 workers), all", &res.all);
+        let row = r.add(
+            "Mixed load (60% create, 20% get, 10% list, 10% delete)",
+            "saturation (64 workers), all",
+            &res.all,
+        );
         row.published = Some((published::BURST_OPS, Metric::Throughput));
         for (op, s) in &res.by_op {
-            r.add("Mixed load (60% create, 20% get, 10% list, 10% delete)", &format!("  saturation: {}", op.name()), s);
+            r.add(
+                "Mixed load (60% create, 20% get, 10% list, 10% delete)",
+                &format!("  saturation: {}", op.name()),
+                s,
+            );
         }
     }
 
@@ -312,30 +442,61 @@ async fn watch_scenarios(
     etcd: Option<&EtcdServer>,
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<(), String> {
-    const SECTION: &str = "Watch latency (write acknowledged → event received; and from the write's start)";
+    const SECTION: &str =
+        "Watch latency (write acknowledged → event received; and from the write's start)";
     let raw = if skip("raw") {
         None
     } else {
         progress("raw logical decoding baseline");
-        let value = String::from_utf8_lossy(&api::query("w-0", "bench-raw", "bench-agent")).into_owned();
-        let p = baseline_pg::raw_decoding(&env.db_url, sc.watch_rate, sc.watch_writes, &value).await?;
-        r.add(SECTION, &format!("  raw logical decoding, {:.0} writes/s, from ack", sc.watch_rate), &p.from_ack);
-        r.add(SECTION, &format!("  raw logical decoding, {:.0} writes/s, from start", sc.watch_rate), &p.from_start);
+        let value =
+            String::from_utf8_lossy(&api::query("w-0", "bench-raw", "bench-agent")).into_owned();
+        let p =
+            baseline_pg::raw_decoding(&env.db_url, sc.watch_rate, sc.watch_writes, &value).await?;
+        r.add(
+            SECTION,
+            &format!(
+                "  raw logical decoding, {:.0} writes/s, from ack",
+                sc.watch_rate
+            ),
+            &p.from_ack,
+        );
+        r.add(
+            SECTION,
+            &format!(
+                "  raw logical decoding, {:.0} writes/s, from start",
+                sc.watch_rate
+            ),
+            &p.from_start,
+        );
         Some(p)
     };
-    let base_of = |raw: &Option<crate::stats::LatencyPair>, from_ack: bool| -> Option<(String, Summary, Metric)> {
+    let base_of = |raw: &Option<crate::stats::LatencyPair>,
+                   from_ack: bool|
+     -> Option<(String, Summary, Metric)> {
         raw.as_ref().map(|p| {
             let s = if from_ack { &p.from_ack } else { &p.from_start };
-            ("raw logical decoding".to_string(), s.summary(), Metric::Latency)
+            (
+                "raw logical decoding".to_string(),
+                s.summary(),
+                Metric::Latency,
+            )
         })
     };
 
     let mut ns_counter = 0;
-    for (watchers, published_ms) in [(1usize, published::WATCH_P50_MS), (sc.many_watchers, published::WATCHERS_200_P50_MS)] {
+    for (watchers, published_ms) in [
+        (1usize, published::WATCH_P50_MS),
+        (sc.many_watchers, published::WATCHERS_200_P50_MS),
+    ] {
         ns_counter += 1;
         let ns = format!("bench-watch-{ns_counter}");
-        Api::new(&env.base_url, false)?.create("agents", &ns, api::agent("bench-agent", &ns, 1024)).await?;
-        progress(&format!("watch: {watchers} watchers, {:.0} writes/s", sc.watch_rate));
+        Api::new(&env.base_url, false)?
+            .create("agents", &ns, api::agent("bench-agent", &ns, 1024))
+            .await?;
+        progress(&format!(
+            "watch: {watchers} watchers, {:.0} writes/s",
+            sc.watch_rate
+        ));
         let plan = WatchPlan {
             namespace: ns,
             watchers,
@@ -345,15 +506,34 @@ async fn watch_scenarios(
         };
         let cpu = env.cpu_mark();
         let p = watch_latency(&env.base_url, &plan, || {}).await?;
-        r.note(&format!("CPU during watch, {watchers} watcher(s)"), env.cpu_since(cpu));
+        r.note(
+            &format!("CPU during watch, {watchers} watcher(s)"),
+            env.cpu_since(cpu),
+        );
         let a = p.from_ack.summary();
-        let row = r.add(SECTION, &format!("{watchers} watcher(s), {:.0} writes/s, from ack", sc.watch_rate), &p.from_ack);
+        let row = r.add(
+            SECTION,
+            &format!(
+                "{watchers} watcher(s), {:.0} writes/s, from ack",
+                sc.watch_rate
+            ),
+            &p.from_ack,
+        );
         row.baseline = base_of(&raw, true);
-        let row = r.add(SECTION, &format!("{watchers} watcher(s), {:.0} writes/s, from start", sc.watch_rate), &p.from_start);
+        let row = r.add(
+            SECTION,
+            &format!(
+                "{watchers} watcher(s), {:.0} writes/s, from start",
+                sc.watch_rate
+            ),
+            &p.from_start,
+        );
         row.baseline = base_of(&raw, false);
         row.published = Some((published_ms, Metric::Latency));
         if watchers == sc.many_watchers {
-            let within = raw.as_ref().map(|p| a.p50.as_secs_f64() / p.from_ack.summary().p50.as_secs_f64().max(1e-9));
+            let within = raw
+                .as_ref()
+                .map(|p| a.p50.as_secs_f64() / p.from_ack.summary().p50.as_secs_f64().max(1e-9));
             r.target(
                 &format!("watch, {:.0} writes/s, {watchers} watchers: p50 ≤ 2 ms, p99 ≤ 10 ms, ≤ 1.5× raw decoding", sc.watch_rate),
                 format!(
@@ -375,13 +555,20 @@ async fn watch_scenarios(
                 &String::from_utf8_lossy(&api::query("w-0", "bench-watch", "bench-agent")),
             )
             .await?;
-            r.add(SECTION, &format!("  etcd, {watchers} watcher(s), from ack"), &p.from_ack);
+            r.add(
+                SECTION,
+                &format!("  etcd, {watchers} watcher(s), from ack"),
+                &p.from_ack,
+            );
         }
     }
 
     if !skip("watch10k") {
         let ns = "bench-fleet";
-        progress(&format!("watch: {} watchers over {} HTTP/2 connections", sc.fleet_watchers, sc.fleet_connections));
+        progress(&format!(
+            "watch: {} watchers over {} HTTP/2 connections",
+            sc.fleet_watchers, sc.fleet_connections
+        ));
         let plan = WatchPlan {
             namespace: ns.into(),
             watchers: sc.fleet_watchers,
@@ -396,38 +583,81 @@ async fn watch_scenarios(
             *after.lock().unwrap() = env.server_rss();
         })
         .await?;
-        r.note(&format!("CPU during watch, {} watchers (incl. opening them)", sc.fleet_watchers), env.cpu_since(cpu));
+        r.note(
+            &format!(
+                "CPU during watch, {} watchers (incl. opening them)",
+                sc.fleet_watchers
+            ),
+            env.cpu_since(cpu),
+        );
         let a = p.from_ack.summary();
-        r.add(SECTION, &format!("{} watchers over {} HTTP/2 connections, from ack", sc.fleet_watchers, sc.fleet_connections), &p.from_ack);
-        r.add(SECTION, &format!("{} watchers over {} HTTP/2 connections, from start", sc.fleet_watchers, sc.fleet_connections), &p.from_start);
+        r.add(
+            SECTION,
+            &format!(
+                "{} watchers over {} HTTP/2 connections, from ack",
+                sc.fleet_watchers, sc.fleet_connections
+            ),
+            &p.from_ack,
+        );
+        r.add(
+            SECTION,
+            &format!(
+                "{} watchers over {} HTTP/2 connections, from start",
+                sc.fleet_watchers, sc.fleet_connections
+            ),
+            &p.from_start,
+        );
         r.target(
-            &format!("{} watchers: a write reaches all with p99 ≤ 250 ms", sc.fleet_watchers),
+            &format!(
+                "{} watchers: a write reaches all with p99 ≤ 250 ms",
+                sc.fleet_watchers
+            ),
             format!("p99 {}", fmt_dur(a.p99)),
             a.p99 <= Duration::from_millis(250),
         );
         let after = *after.lock().unwrap();
         if let (Some(b), Some(a)) = (before, after) {
             let per = a.saturating_sub(b) as f64 / sc.fleet_watchers as f64;
-            r.note(&format!("server RSS before → with {} idle watchers", sc.fleet_watchers), format!("{} → {}", mib(b), mib(a)));
-            r.target("≤ 10 KB RSS per idle watcher", format!("{:.1} KB", per / 1024.0), per <= 10.0 * 1024.0);
+            r.note(
+                &format!(
+                    "server RSS before → with {} idle watchers",
+                    sc.fleet_watchers
+                ),
+                format!("{} → {}", mib(b), mib(a)),
+            );
+            r.target(
+                "≤ 10 KB RSS per idle watcher",
+                format!("{:.1} KB", per / 1024.0),
+                per <= 10.0 * 1024.0,
+            );
         }
     }
     Ok(())
 }
 
 fn chrono_now() -> String {
-    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M"]).output();
-    out.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M"])
+        .output();
+    out.ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn mem_total() -> String {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
         .and_then(|kb| kb.parse::<u64>().ok())
         .map(|kb| format!("{:.0} GiB memory", kb as f64 / 1048576.0))
         .unwrap_or_default()

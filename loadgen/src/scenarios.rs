@@ -11,7 +11,13 @@ use crate::api::Api;
 use crate::stats::{closed_loop, Samples};
 
 /// Creates `bodies[i]` for every i at `concurrency`.
-pub async fn create(api: &Api, plural: &'static str, ns: &str, bodies: Arc<Vec<Bytes>>, concurrency: usize) -> Samples {
+pub async fn create(
+    api: &Api,
+    plural: &'static str,
+    ns: &str,
+    bodies: Arc<Vec<Bytes>>,
+    concurrency: usize,
+) -> Samples {
     let (api, ns) = (api.clone(), ns.to_string());
     let n = bodies.len();
     closed_loop(concurrency, n, move |i| {
@@ -22,7 +28,14 @@ pub async fn create(api: &Api, plural: &'static str, ns: &str, bodies: Arc<Vec<B
 }
 
 /// `n` GETs of random names among `names`.
-pub async fn get(api: &Api, plural: &'static str, ns: &str, names: Arc<Vec<String>>, n: usize, concurrency: usize) -> Samples {
+pub async fn get(
+    api: &Api,
+    plural: &'static str,
+    ns: &str,
+    names: Arc<Vec<String>>,
+    n: usize,
+    concurrency: usize,
+) -> Samples {
     let (api, ns) = (api.clone(), ns.to_string());
     closed_loop(concurrency, n, move |_| {
         let (api, ns) = (api.clone(), ns.clone());
@@ -34,7 +47,14 @@ pub async fn get(api: &Api, plural: &'static str, ns: &str, names: Arc<Vec<Strin
 
 /// Unpaginated LISTs of a namespace; each must return `expect` items (checked after the
 /// timed part by counting, so the check costs nothing in the figure).
-pub async fn list(api: &Api, plural: &'static str, ns: &str, iterations: usize, concurrency: usize, expect: usize) -> Samples {
+pub async fn list(
+    api: &Api,
+    plural: &'static str,
+    ns: &str,
+    iterations: usize,
+    concurrency: usize,
+    expect: usize,
+) -> Samples {
     let (api, ns) = (api.clone(), ns.to_string());
     closed_loop(concurrency, iterations, move |_| {
         let (api, ns) = (api.clone(), ns.clone());
@@ -52,7 +72,14 @@ pub async fn list(api: &Api, plural: &'static str, ns: &str, iterations: usize, 
 
 /// Walks the namespace page by page (`limit`, then `continue`), `walks` times; each page is
 /// one sample. Every walk must see exactly `expect` items.
-pub async fn pages(api: &Api, plural: &str, ns: &str, limit: usize, walks: usize, expect: usize) -> Samples {
+pub async fn pages(
+    api: &Api,
+    plural: &str,
+    ns: &str,
+    limit: usize,
+    walks: usize,
+    expect: usize,
+) -> Samples {
     let mut s = Samples::default();
     let start = std::time::Instant::now();
     for _ in 0..walks {
@@ -94,7 +121,14 @@ pub async fn pages(api: &Api, plural: &str, ns: &str, limit: usize, walks: usize
 }
 
 /// Merge-patches one spec field of `names[i]`, for every name, at `concurrency`.
-pub async fn update(api: &Api, plural: &'static str, ns: &str, names: Arc<Vec<String>>, concurrency: usize, round: usize) -> Samples {
+pub async fn update(
+    api: &Api,
+    plural: &'static str,
+    ns: &str,
+    names: Arc<Vec<String>>,
+    concurrency: usize,
+    round: usize,
+) -> Samples {
     let (api, ns) = (api.clone(), ns.to_string());
     let n = names.len();
     closed_loop(concurrency, n, move |i| {
@@ -107,7 +141,13 @@ pub async fn update(api: &Api, plural: &'static str, ns: &str, names: Arc<Vec<St
     .await
 }
 
-pub async fn delete(api: &Api, plural: &'static str, ns: &str, names: Arc<Vec<String>>, concurrency: usize) -> Samples {
+pub async fn delete(
+    api: &Api,
+    plural: &'static str,
+    ns: &str,
+    names: Arc<Vec<String>>,
+    concurrency: usize,
+) -> Samples {
     let (api, ns) = (api.clone(), ns.to_string());
     let n = names.len();
     closed_loop(concurrency, n, move |i| {
@@ -132,7 +172,9 @@ fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

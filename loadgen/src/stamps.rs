@@ -76,4 +76,3 @@ pub fn pair_from_writes(writes: &Samples) -> LatencyPair {
         from_start: base,
     }
 }
-

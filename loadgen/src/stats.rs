@@ -67,7 +67,11 @@ impl Samples {
             p95: pick(0.95),
             p99: pick(0.99),
             max: v.last().copied().unwrap_or_default(),
-            ops_per_sec: if secs > 0.0 { v.len() as f64 / secs } else { 0.0 },
+            ops_per_sec: if secs > 0.0 {
+                v.len() as f64 / secs
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -119,7 +123,12 @@ where
 /// operation's scheduled start, so a backlog in the system under test is not hidden
 /// (coordinated omission). Operations that could not start because the in-flight bound was
 /// reached are counted as errors: the rate was not sustained.
-pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, max_in_flight: usize, op: F) -> Samples
+pub async fn open_loop<F, Fut>(
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+    op: F,
+) -> Samples
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
@@ -159,7 +168,9 @@ where
     }
     let mut s = std::mem::take(&mut *results.lock().unwrap());
     if skipped > 0 {
-        s.record_error(format!("{skipped} operations not started: more than {max_in_flight} in flight"));
+        s.record_error(format!(
+            "{skipped} operations not started: more than {max_in_flight} in flight"
+        ));
         s.errors += skipped - 1;
     }
     s.elapsed = start.elapsed();

@@ -24,11 +24,17 @@ pub struct WatchPlan {
     pub writes: usize,
 }
 
-pub async fn watch_latency(base: &str, plan: &WatchPlan, on_open: impl FnOnce()) -> Result<LatencyPair, String> {
+pub async fn watch_latency(
+    base: &str,
+    plan: &WatchPlan,
+    on_open: impl FnOnce(),
+) -> Result<LatencyPair, String> {
     let writer = Api::new(base, false)?;
     // The namespace's current resourceVersion: every watch starts there, so none misses a
     // write even if it connects late, and none replays older objects.
-    let list = writer.list("queries", Some(&plan.namespace), "limit=1").await?;
+    let list = writer
+        .list("queries", Some(&plan.namespace), "limit=1")
+        .await?;
     let v: serde_json::Value = serde_json::from_slice(&list).map_err(|e| format!("list: {e}"))?;
     let rv = v["metadata"]["resourceVersion"]
         .as_str()
@@ -36,7 +42,9 @@ pub async fn watch_latency(base: &str, plan: &WatchPlan, on_open: impl FnOnce())
         .to_string();
 
     let clients: Vec<Api> = match plan.h2_connections {
-        Some(c) => (0..c.max(1)).map(|_| Api::new(base, true)).collect::<Result<_, _>>()?,
+        Some(c) => (0..c.max(1))
+            .map(|_| Api::new(base, true))
+            .collect::<Result<_, _>>()?,
         None => vec![Api::new(base, false)?],
     };
     let n = plan.writes;
@@ -123,7 +131,8 @@ pub async fn watch_latency(base: &str, plan: &WatchPlan, on_open: impl FnOnce())
         async move {
             let name = format!("w-{i}");
             stamps.started(i);
-            api.create("queries", &ns, api::query(&name, &ns, "bench-agent")).await?;
+            api.create("queries", &ns, api::query(&name, &ns, "bench-agent"))
+                .await?;
             stamps.acked(i);
             Ok(())
         }
@@ -152,7 +161,8 @@ pub async fn watch_latency(base: &str, plan: &WatchPlan, on_open: impl FnOnce())
             }
             Err(e) => {
                 pair.from_ack.record_error(format!("watcher panicked: {e}"));
-                pair.from_start.record_error(format!("watcher panicked: {e}"));
+                pair.from_start
+                    .record_error(format!("watcher panicked: {e}"));
             }
         }
     }
@@ -168,5 +178,8 @@ pub async fn watch_latency(base: &str, plan: &WatchPlan, on_open: impl FnOnce())
 }
 
 fn parse_index(name: &[u8]) -> Option<usize> {
-    std::str::from_utf8(name.strip_prefix(b"w-")?).ok()?.parse().ok()
+    std::str::from_utf8(name.strip_prefix(b"w-")?)
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -415,7 +415,10 @@ fn render_list(
             list.insert("apiVersion".into(), Value::String(def.api_version.clone()));
             list.insert("kind".into(), Value::String(def.list_kind.clone()));
             list.insert("metadata".into(), Value::Object(registry::list_meta(&r)));
-            list.insert("items".into(), Value::Array(r.items.iter().map(|o| o.value()).collect()));
+            list.insert(
+                "items".into(),
+                Value::Array(r.items.iter().map(|o| o.value()).collect()),
+            );
             Value::Object(list)
         }
         Shape::Table(version) => {

@@ -137,8 +137,8 @@ fn backends_other_than_etcd_and_postgresql_are_refused() {
         err.to_string(),
         "Invalid backend value: mysql. Expected 'etcd' or 'postgresql'."
     );
-    let err = Effective::merge(&db(&[]), files(Some("storage:\n  backend: Etcd\n"), None))
-        .unwrap_err();
+    let err =
+        Effective::merge(&db(&[]), files(Some("storage:\n  backend: Etcd\n"), None)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "Invalid backend value: Etcd. Expected 'etcd' or 'postgresql'."

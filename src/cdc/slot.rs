@@ -332,6 +332,9 @@ mod tests {
         let mut s = slot_info();
         assert!(!s.is_ahead_of_wal(), "caught up is not ahead");
         s.lag_bytes = Some(-4096);
-        assert!(s.is_ahead_of_wal(), "restored WAL behind the slot's position");
+        assert!(
+            s.is_ahead_of_wal(),
+            "restored WAL behind the slot's position"
+        );
     }
 }

@@ -188,11 +188,13 @@ async fn session_inner(
                 .map_err(transient)?
                 .get(0);
             if theirs != ours {
-                return Err(SessionError::Definite(slot::PreflightError::SlotOfAnotherDatabase {
-                    slot: cfg.slot.clone(),
-                    database: theirs.to_string(),
-                    ours,
-                }));
+                return Err(SessionError::Definite(
+                    slot::PreflightError::SlotOfAnotherDatabase {
+                        slot: cfg.slot.clone(),
+                        database: theirs.to_string(),
+                        ours,
+                    },
+                ));
             }
         }
         let moved_past_us =
@@ -463,7 +465,13 @@ mod tests {
         let mut decoder = Decoder::new(ProtocolVersion::V1);
         let mut layout = None;
         let mut txn = Txn::default();
-        let r = handle_data(&mut decoder, &mut layout, &mut txn, &state, Bytes::from_static(data));
+        let r = handle_data(
+            &mut decoder,
+            &mut layout,
+            &mut txn,
+            &state,
+            Bytes::from_static(data),
+        );
         (r, txn)
     }
 

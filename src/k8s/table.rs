@@ -182,7 +182,10 @@ pub fn render<'a>(
     // arguments into a new Value), which was a third of a 10,000-row Table's cost.
     let mut t = Map::new();
     t.insert("kind".into(), Value::String("Table".into()));
-    t.insert("apiVersion".into(), Value::String(format!("meta.k8s.io/{table_version}")));
+    t.insert(
+        "apiVersion".into(),
+        Value::String(format!("meta.k8s.io/{table_version}")),
+    );
     t.insert("metadata".into(), Value::Object(list_meta));
     t.insert("columnDefinitions".into(), Value::Array(defs));
     t.insert("rows".into(), Value::Array(rows));
@@ -225,10 +228,15 @@ pub fn partial_object_metadata(obj: &Value, meta_version: &str) -> Value {
     // One copy of the metadata, not two (`json!` would copy the clone again).
     let mut m = Map::new();
     m.insert("kind".into(), Value::String("PartialObjectMetadata".into()));
-    m.insert("apiVersion".into(), Value::String(format!("meta.k8s.io/{meta_version}")));
+    m.insert(
+        "apiVersion".into(),
+        Value::String(format!("meta.k8s.io/{meta_version}")),
+    );
     m.insert(
         "metadata".into(),
-        obj.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new())),
+        obj.get("metadata")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new())),
     );
     Value::Object(m)
 }
