@@ -200,6 +200,7 @@ async fn scenarios_all(
             env.cpu_since(cpu),
         );
         let sum = s.summary();
+        let create_row = r.rows.len();
         let row = r.add(
             "Writes",
             &format!("create Query (~250 B), concurrency {conc}"),
@@ -221,8 +222,7 @@ async fn scenarios_all(
                 &upd,
             );
             let ins_sum = ins.summary();
-            let row = r.rows.iter_mut().rev().nth(2).expect("the create row");
-            row.baseline = Some(("raw INSERT".into(), ins_sum, Metric::Throughput));
+            r.rows[create_row].baseline = Some(("raw INSERT".into(), ins_sum, Metric::Throughput));
             if conc == 1 {
                 r.target(
                     "create, concurrency 1: p50 ≤ 2 ms",
@@ -311,6 +311,7 @@ async fn scenarios_all(
     let expect = n;
     let s = scenarios::list(&api, "queries", "bench-c64", sc.list_iterations, 1, expect).await;
     let sum = s.summary();
+    let list_row = r.rows.len();
     let row = r.add(
         "Reads",
         &format!("LIST {n} Queries, unpaginated, concurrency 1"),
@@ -340,8 +341,7 @@ async fn scenarios_all(
         .await?;
         let base = s.summary();
         r.add("Reads", &format!("  etcd range of {keys} keys"), &s);
-        let row = r.rows.iter_mut().rev().nth(2).expect("the LIST row");
-        row.baseline = Some(("etcd range".into(), base, Metric::Latency));
+        r.rows[list_row].baseline = Some(("etcd range".into(), base, Metric::Latency));
     }
     let s = scenarios::pages(
         &api,
