@@ -24,6 +24,8 @@
 //! Opening the watchers and building each change's object (`Obj::new` serializes it) are
 //! outside the timed part.
 
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -332,10 +334,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::quick();
     targets = bench
 }
 criterion_main!(benches);

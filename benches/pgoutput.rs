@@ -23,10 +23,11 @@
 //! JSON spec compresses below the TOAST threshold, so PostgreSQL stores it inline and sends
 //! it with every update rather than as an unchanged-TOAST marker.
 
+mod common;
+
 use std::hint::black_box;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -111,11 +112,7 @@ impl serde_json::ser::Formatter for JsonbFormatter {
         w: &mut W,
         first: bool,
     ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
+        separator(w, first)
     }
 
     fn begin_object_key<W: ?Sized + io::Write>(
@@ -123,15 +120,20 @@ impl serde_json::ser::Formatter for JsonbFormatter {
         w: &mut W,
         first: bool,
     ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(b", ")
-        }
+        separator(w, first)
     }
 
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         w.write_all(b": ")
+    }
+}
+
+/// jsonb's `", "` between array items and between object members.
+fn separator<W: ?Sized + io::Write>(w: &mut W, first: bool) -> io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        w.write_all(b", ")
     }
 }
 
@@ -422,10 +424,7 @@ fn check_round_trip(messages: &[Bytes], spec_bytes: usize) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::quick();
     targets = bench
 }
 criterion_main!(benches);

@@ -16,9 +16,10 @@
 //! `store::row::assemble` (the key order the server writes) and wrapped in `Obj`. Building
 //! them is setup; only the rendering is timed.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::Serialize;
@@ -143,10 +144,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::quick();
     targets = bench
 }
 criterion_main!(benches);

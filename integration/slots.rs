@@ -10,6 +10,13 @@ use crate::harness::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ark-apiserver");
 
+async fn publication_exists(c: &tokio_postgres::Client, name: &str) -> bool {
+    c.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_some()
+}
+
 async fn run_bin(args: &[&str]) -> (i32, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
@@ -79,14 +86,7 @@ async fn slot_status_reports_the_slot_and_slot_drop_removes_slot_and_publication
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("dropped"), "{out}");
     assert!(slot::inspect(&c, &name).await.unwrap().is_none());
-    assert!(c
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = 'ops_pub'",
-            &[]
-        )
-        .await
-        .unwrap()
-        .is_none());
+    assert!(!publication_exists(&c, "ops_pub").await);
     let (code, out, _) = run_bin(&[
         "slot",
         "status",
@@ -108,14 +108,7 @@ async fn slot_status_reports_the_slot_and_slot_drop_removes_slot_and_publication
     ])
     .await;
     assert_eq!(code, 0, "{err}");
-    assert!(c
-        .query_opt(
-            "SELECT 1 FROM pg_publication WHERE pubname = 'ops_pub'",
-            &[]
-        )
-        .await
-        .unwrap()
-        .is_some());
+    assert!(publication_exists(&c, "ops_pub").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,14 +129,9 @@ pub async fn update(
     concurrency: usize,
     round: usize,
 ) -> Samples {
-    let (api, ns) = (api.clone(), ns.to_string());
-    let n = names.len();
-    closed_loop(concurrency, n, move |i| {
-        let (api, ns, name) = (api.clone(), ns.clone(), names[i].clone());
-        async move {
-            let patch = json!({"spec": {"input": format!("What is the weather today in New York? (revision {round})")}});
-            api.patch(plural, &ns, &name, patch).await
-        }
+    each_name(api, ns, names, concurrency, move |api, ns, name| async move {
+        let patch = json!({"spec": {"input": format!("What is the weather today in New York? (revision {round})")}});
+        api.patch(plural, &ns, &name, patch).await
     })
     .await
 }
@@ -148,11 +143,32 @@ pub async fn delete(
     names: Arc<Vec<String>>,
     concurrency: usize,
 ) -> Samples {
+    each_name(
+        api,
+        ns,
+        names,
+        concurrency,
+        move |api, ns, name| async move { api.delete(plural, &ns, &name).await },
+    )
+    .await
+}
+
+/// Runs `op` once for every name, at `concurrency`.
+async fn each_name<F, Fut>(
+    api: &Api,
+    ns: &str,
+    names: Arc<Vec<String>>,
+    concurrency: usize,
+    op: F,
+) -> Samples
+where
+    F: Fn(Api, String, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
     let (api, ns) = (api.clone(), ns.to_string());
     let n = names.len();
     closed_loop(concurrency, n, move |i| {
-        let (api, ns, name) = (api.clone(), ns.clone(), names[i].clone());
-        async move { api.delete(plural, &ns, &name).await }
+        op(api.clone(), ns.clone(), names[i].clone())
     })
     .await
 }

@@ -460,18 +460,12 @@ mod tests {
     use crate::watch::Config;
     use proptest::prelude::*;
 
-    fn feed(data: &'static [u8]) -> (Result<(), String>, Txn) {
+    fn feed(data: Bytes) -> (Result<(), String>, Txn) {
         let state = State::new(Config::default());
         let mut decoder = Decoder::new(ProtocolVersion::V1);
         let mut layout = None;
         let mut txn = Txn::default();
-        let r = handle_data(
-            &mut decoder,
-            &mut layout,
-            &mut txn,
-            &state,
-            Bytes::from_static(data),
-        );
+        let r = handle_data(&mut decoder, &mut layout, &mut txn, &state, data);
         (r, txn)
     }
 
@@ -485,7 +479,7 @@ mod tests {
             // A well-formed Insert of a relation never described by a Relation message.
             b"I\x00\x00\x40\x00N\x00\x01t\x00\x00\x00\x01x",
         ] {
-            let (r, txn) = feed(bad);
+            let (r, txn) = feed(Bytes::from_static(bad));
             assert!(r.is_err(), "{bad:?} was accepted");
             assert!(txn.changes.is_empty());
         }
@@ -494,11 +488,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_bytes_are_decoded_or_refused_without_panicking(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let state = State::new(Config::default());
-            let mut decoder = Decoder::new(ProtocolVersion::V1);
-            let mut layout = None;
-            let mut txn = Txn::default();
-            let _ = handle_data(&mut decoder, &mut layout, &mut txn, &state, Bytes::from(data));
+            let _ = feed(Bytes::from(data));
         }
     }
 }
