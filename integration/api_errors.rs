@@ -426,7 +426,7 @@ async fn an_unreachable_database_is_503_and_not_ready_and_recovers() {
             .unwrap()
             .unwrap();
     let url = cluster.url("postgres");
-    let db = crate::harness::TestDb { url };
+    let db = crate::harness::TestDb::existing(url);
     let s = TestServer::start_on(db).await;
     let base = s.base_url();
     assert_eq!(

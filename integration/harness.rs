@@ -41,9 +41,13 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// A database of its own for one test.
+/// A database of its own for one test. Dropping it ends every session on it, drops the
+/// replication slots made on it (slots are cluster-wide and would pin WAL for the rest of
+/// the run) and drops the database.
 pub struct TestDb {
     pub url: String,
+    /// The database's name on the shared cluster, when this value made it (and so drops it).
+    owned: Option<String>,
 }
 
 impl TestDb {
@@ -60,7 +64,20 @@ impl TestDb {
             .await
             .expect("creating the test database");
         let url = replace_db(&admin, &name);
-        TestDb { url }
+        TestDb {
+            url,
+            owned: Some(name),
+        }
+    }
+
+    /// A database the test made elsewhere (its own cluster); it is left alone on drop.
+    pub fn existing(url: String) -> TestDb {
+        TestDb { url, owned: None }
+    }
+
+    /// The name of the database this value made on the shared cluster.
+    pub fn owned_name(&self) -> Option<&str> {
+        self.owned.as_deref()
     }
 
     /// A slot name of this database's own (slots are shared by the whole cluster).
@@ -103,6 +120,70 @@ impl TestDb {
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop runs inside a test's runtime, which may have a single thread: clean up on a
+        // thread of its own with its own runtime, and wait for it.
+        let Some(name) = self.owned.take() else {
+            return;
+        };
+        let admin = admin_url();
+        let shown = name.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for dropping the test database");
+            rt.block_on(drop_database(&admin, &name))
+        })
+        .join();
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop test database {shown}: {e}"),
+            Err(_) => eprintln!("dropping test database {shown} panicked"),
+        }
+    }
+}
+
+/// Ends the sessions on `name` (walsenders included), drops its slots, drops it.
+async fn drop_database(admin: &str, name: &str) -> Result<(), tokio_postgres::Error> {
+    let c = connect(admin).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await?;
+        // A terminated walsender releases its slot a moment later; an active slot cannot be
+        // dropped, so try again until none is left.
+        let left = c
+            .query(
+                "SELECT slot_name::text, active FROM pg_replication_slots WHERE database = $1",
+                &[&name],
+            )
+            .await?;
+        if left.is_empty() {
+            break;
+        }
+        for row in &left {
+            let (slot, active): (String, bool) = (row.get(0), row.get(1));
+            if !active {
+                // Gone meanwhile, or taken again by a reconnecting stream: both are retried.
+                let _ = c
+                    .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                    .await;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
 }
 
 fn replace_db(url: &str, db: &str) -> String {
@@ -253,9 +334,11 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        // Best effort: a test that panics never reaches stop(); the runtime going away
-        // ends the server's tasks.
-        self.running.take();
+        // A test that panics never reaches stop(): end the server's tasks before the
+        // database goes, so nothing reconnects to a database being dropped.
+        if let Some(r) = self.running.take() {
+            r.abort();
+        }
     }
 }
 

@@ -20,6 +20,7 @@ mod startup;
 mod startup_failures;
 mod stream_faults;
 mod stream_faults_slot;
+mod test_databases;
 mod watch;
 mod watch_clients;
 mod watch_consistency;

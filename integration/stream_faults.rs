@@ -67,9 +67,7 @@ pub(crate) async fn on_cluster(
 }
 
 pub(crate) fn cluster_db(c: &Cluster) -> TestDb {
-    TestDb {
-        url: c.url("postgres"),
-    }
+    TestDb::existing(c.url("postgres"))
 }
 
 // ---------------------------------------------------------------------------------------

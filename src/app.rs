@@ -110,6 +110,17 @@ impl Running {
         let _ = self.server_task.await;
     }
 
+    /// Ends every task at once, without the steps of [`stop`](Self::stop): for a server that
+    /// is being thrown away (a test that failed before stopping it).
+    pub fn abort(self) {
+        self.init.abort();
+        self.stream.abort();
+        for h in &self.housekeeping {
+            h.abort();
+        }
+        self.server_task.abort();
+    }
+
     /// Waits until the change stream is up (the server is ready), or says why not.
     pub async fn wait_stream_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + timeout;
