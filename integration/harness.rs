@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use ark_apiserver::app::{self, Running, ServeOptions};
+use ark_apiserver::app::{self, Running};
+use ark_apiserver::config::ServeConfig;
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
 
@@ -109,12 +110,9 @@ impl TestDb {
             .parse()
             .expect("test database URL");
         pg.application_name("ark-apiserver-test");
-        DbConfig {
-            pg,
-            ssl_mode: SslMode::Disable,
-            root_cert: None,
-            pool_size: 16,
-        }
+        let mut db = DbConfig::new(pg, SslMode::Disable);
+        db.pool_size = 16;
+        db
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -210,7 +208,7 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
         let db = TestDb::new().await;
         Self::start_on_with(db, tweak).await
     }
@@ -220,13 +218,14 @@ impl TestServer {
         Self::start_on_with(db, |_| {}).await
     }
 
-    pub async fn start_on_with(db: TestDb, tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
+    pub async fn start_on_with(db: TestDb, tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
         init_logging();
-        let mut opts = ServeOptions::new(db.config(), "127.0.0.1:0".parse().unwrap());
+        let mut opts = ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap());
         // Replication slots are cluster-wide: one per test database.
         opts.slot_name = db.slot_name();
         tweak(&mut opts);
-        let mut running = app::start(opts).await.expect("starting the server");
+        let config = opts.complete().expect("a valid test configuration");
+        let mut running = app::start(config).await.expect("starting the server");
         tokio::time::timeout(Duration::from_secs(60), &mut running.init)
             .await
             .expect("database init timed out")
@@ -259,6 +258,14 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.stop().await;
         }
+    }
+
+    /// Stops the server and hands back its database, which then outlives it.
+    pub async fn stop_keeping_db(mut self) -> TestDb {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        std::mem::replace(&mut self.db, TestDb::existing(String::new()))
     }
 }
 

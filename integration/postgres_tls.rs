@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use ark_apiserver::app::{self, ServeOptions};
+use ark_apiserver::app;
+use ark_apiserver::config::ServeConfig;
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -51,15 +52,16 @@ async fn init_with(
         .user("ark")
         .dbname("postgres")
         .connect_timeout(Duration::from_secs(5));
-    let db = DbConfig {
-        pg,
-        ssl_mode: mode,
-        root_cert: root,
-        pool_size: 4,
-    };
-    let mut running = app::start(ServeOptions::new(db, "127.0.0.1:0".parse().unwrap()))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut db = DbConfig::new(pg, mode);
+    db.root_cert = root;
+    db.pool_size = 4;
+    let mut running = app::start(
+        ServeConfig::new(db, "127.0.0.1:0".parse().unwrap())
+            .complete()
+            .unwrap(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     // A TLS failure is a connection failure, which the server keeps retrying: give it a moment.
     let r = tokio::time::timeout(Duration::from_secs(5), &mut running.init).await;
     running.stop().await;

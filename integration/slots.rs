@@ -145,15 +145,15 @@ async fn a_slot_of_another_database_is_never_taken_and_the_error_names_slot_name
     let admin = a.client().await;
     // The first server creates the slot for its database, then stops; the slot stays.
     let first = crate::harness::TestServer::start_on(a).await;
-    first.stop().await;
+    let _a = first.stop_keeping_db().await;
     assert!(slot::inspect(&admin, &shared).await.unwrap().is_some());
 
     // A server on another database of the same cluster, told to use the same slot name.
     let b = TestDb::new().await;
     let mut opts =
-        ark_apiserver::app::ServeOptions::new(b.config(), "127.0.0.1:0".parse().unwrap());
+        ark_apiserver::config::ServeConfig::new(b.config(), "127.0.0.1:0".parse().unwrap());
     opts.slot_name = shared.clone();
-    let mut running = ark_apiserver::app::start(opts)
+    let mut running = ark_apiserver::app::start(opts.complete().unwrap())
         .await
         .expect("starting the server");
     (&mut running.init).await.unwrap().expect("database init");

@@ -4,7 +4,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use ark_apiserver::app::{self, ServeOptions, StartError};
+use ark_apiserver::app::{self, StartError};
+use ark_apiserver::config::ServeConfig;
 use ark_apiserver::embedded::Cluster;
 
 use crate::harness::{connect, TestDb};
@@ -12,9 +13,9 @@ use crate::harness::{connect, TestDb};
 const BIN: &str = env!("CARGO_BIN_EXE_ark-apiserver");
 
 /// Starts the server and returns how database init ended.
-async fn init_result(opts: ServeOptions) -> Result<(), StartError> {
+async fn init_result(opts: ServeConfig) -> Result<(), StartError> {
     crate::harness::init_logging();
-    let mut running = app::start(opts)
+    let mut running = app::start(opts.complete().expect("a valid configuration"))
         .await
         .expect("the HTTP side starts regardless of the database");
     let r = tokio::time::timeout(Duration::from_secs(60), &mut running.init)
@@ -25,8 +26,8 @@ async fn init_result(opts: ServeOptions) -> Result<(), StartError> {
     r
 }
 
-fn options(db: &TestDb) -> ServeOptions {
-    ServeOptions::new(db.config(), "127.0.0.1:0".parse().unwrap())
+fn options(db: &TestDb) -> ServeConfig {
+    ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap())
 }
 
 /// Runs the real binary with `args` and environment, returning (exit code, stderr).

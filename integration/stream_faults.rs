@@ -897,9 +897,11 @@ async fn a_slot_held_by_another_session_is_not_stolen_and_readyz_says_why() {
 
     crate::harness::init_logging();
     let mut opts =
-        ark_apiserver::app::ServeOptions::new(db.config(), "127.0.0.1:0".parse().unwrap());
+        ark_apiserver::config::ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap());
     opts.slot_name = slot.clone();
-    let mut running = ark_apiserver::app::start(opts).await.unwrap();
+    let mut running = ark_apiserver::app::start(opts.complete().unwrap())
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(30), &mut running.init)
         .await
         .unwrap()

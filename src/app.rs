@@ -2,7 +2,6 @@
 //! the database up to date, and runs the background housekeeping.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,50 +12,14 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Readiness};
 use crate::cdc::status::StreamStatus;
 use crate::cdc::stream::StreamConfig;
+use crate::config::CompletedConfig;
 use crate::k8s::resource::{DefinitionError, Resources};
 use crate::registry::Registry;
-use crate::store::connect::{self, ConnectError, DbConfig};
-use crate::store::error::{classify, db_message, Class};
+use crate::store::connect::{self, ConnectError, ConnectFailure, DbConfig};
+use crate::store::error::DbFailure;
 use crate::store::migrate::{self, SchemaError};
 use crate::store::Store;
 use crate::tls::{self, TlsError};
-
-/// Everything `serve` (and `dev`, and the tests) need to start a server.
-#[derive(Debug, Clone)]
-pub struct ServeOptions {
-    pub db: DbConfig,
-    pub bind: SocketAddr,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_key_file: Option<PathBuf>,
-    pub crd_dir: Option<PathBuf>,
-    pub max_body_bytes: usize,
-    pub write_batch_size: usize,
-    pub deleted_retention: Duration,
-    pub skip_migrations: bool,
-    pub slot_name: String,
-    pub publication_name: String,
-    pub watch: crate::watch::Config,
-}
-
-impl ServeOptions {
-    /// Options with the documented defaults, for a database config and an address.
-    pub fn new(db: DbConfig, bind: SocketAddr) -> Self {
-        ServeOptions {
-            db,
-            bind,
-            tls_cert_file: None,
-            tls_key_file: None,
-            crd_dir: None,
-            max_body_bytes: 16 * 1024 * 1024,
-            write_batch_size: 256,
-            deleted_retention: Duration::from_secs(3600),
-            skip_migrations: false,
-            slot_name: "ark_cdc".into(),
-            publication_name: "ark_cdc".into(),
-            watch: crate::watch::Config::default(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -73,13 +36,30 @@ pub enum StartError {
     },
     #[error("{0}")]
     Schema(#[from] SchemaError),
+    #[error("{0}")]
+    Database(String),
     #[error(
         "PostgreSQL rejected the credentials: {0}. Check ARK_POSTGRES_USER and the password \
          (ARK_POSTGRES_PASSWORD / ARK_POSTGRES_PASSWORD_FILE, or the Secret it comes from) and pg_hba.conf."
     )]
-    Auth(String),
+    Auth(DbFailure),
+    #[error(
+        "{0}. Create the database (CREATE DATABASE ...) or fix ARK_POSTGRES_DATABASE / the database in --database-url."
+    )]
+    NoDatabase(DbFailure),
+    /// TLS refused, or another definite refusal, worded by [`ConnectFailure`].
     #[error("{0}")]
-    Database(String),
+    Refused(ConnectFailure),
+}
+
+impl From<ConnectFailure> for StartError {
+    fn from(f: ConnectFailure) -> Self {
+        match f {
+            ConnectFailure::Auth(e) => StartError::Auth(e),
+            ConnectFailure::NoDatabase(e) => StartError::NoDatabase(e),
+            other => StartError::Refused(other),
+        }
+    }
 }
 
 /// A started server. `init` finishes when the database is ready (or fails for good).
@@ -151,7 +131,7 @@ impl Running {
 
 /// Starts the HTTP server at once (so liveness answers) and brings the database up in the
 /// background; readiness turns true when that is done.
-pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
+pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     let mut resources = Resources::builtin()?;
     if let Some(dir) = &opts.crd_dir {
         let n = resources.add_dir(dir)?;
@@ -197,7 +177,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
             .disable_signals()
-            .shutdown_timeout(5)
+            .shutdown_timeout(opts.shutdown_timeout.as_secs().max(1))
             // Watch events are small writes. With Nagle's algorithm on, each one after the
             // first waits for the client's delayed ACK (40 ms on Linux).
             .tcp_nodelay(true)
@@ -215,7 +195,9 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let init_store = store.clone();
     let init_ready = readiness.clone();
     let skip = opts.skip_migrations;
-    let init = tokio::spawn(async move { init_database(&init_store, skip, &init_ready).await });
+    let init_db = opts.db.clone();
+    let init =
+        tokio::spawn(async move { init_database(&init_store, &init_db, skip, &init_ready).await });
     let stream_cfg = StreamConfig {
         db: opts.db.clone(),
         slot: opts.slot_name.clone(),
@@ -246,44 +228,20 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
 /// Connects (retrying while PostgreSQL is unreachable), checks the server, and migrates.
 async fn init_database(
     store: &Store,
+    db: &DbConfig,
     skip_migrations: bool,
     readiness: &Readiness,
 ) -> Result<(), StartError> {
     let mut delay = Duration::from_millis(200);
     let mut client = loop {
-        match store.pool().get().await {
+        match connect::first_connection(store.pool(), db).await {
             Ok(c) => break c,
-            Err(deadpool_postgres::PoolError::Backend(e)) => {
-                if let Some(code) = e.code() {
-                    let c = code.code();
-                    if c == "28P01" || c == "28000" {
-                        return Err(StartError::Auth(db_message(&e)));
-                    }
-                    if c == "3D000" {
-                        return Err(StartError::Database(format!(
-                            "{}. Create the database (CREATE DATABASE ...) or fix ARK_POSTGRES_DATABASE / the database in --database-url.",
-                            db_message(&e)
-                        )));
-                    }
-                }
-                if classify(&e) != Class::Transient {
-                    return Err(StartError::Database(db_message(&e)));
-                }
-                tracing::warn!(
-                    error = %db_message(&e),
-                    retry_in = ?delay,
-                    "cannot reach PostgreSQL: check the host and port, that the database is up, and that no NetworkPolicy blocks egress; retrying"
-                );
-            }
-            Err(e) => {
-                // A pool timeout: connecting took longer than 10 s (a firewall or NetworkPolicy
-                // dropping packets looks like this), or the pool is exhausted.
-                tracing::warn!(
-                    error = %crate::store::error::with_causes(&e),
-                    retry_in = ?delay,
-                    "cannot reach PostgreSQL: check the host and port, that the database is up, and that no NetworkPolicy blocks egress; retrying"
-                )
-            }
+            Err(ConnectFailure::Unreachable(e)) => tracing::warn!(
+                error = %e,
+                retry_in = ?delay,
+                "cannot reach PostgreSQL: check the host and port, that the database is up, and that no NetworkPolicy blocks egress; retrying"
+            ),
+            Err(definite) => return Err(definite.into()),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
@@ -341,16 +299,7 @@ pub async fn run_migrate(db: &DbConfig) -> Result<Vec<i32>, StartError> {
 /// not run again, while the serving role may lack the rights to create it.
 pub async fn run_migrate_for(db: &DbConfig, publication: &str) -> Result<Vec<i32>, StartError> {
     let pool = connect::pool(db)?;
-    let mut client = pool.get().await.map_err(|e| match e {
-        deadpool_postgres::PoolError::Backend(e)
-            if e.code()
-                .is_some_and(|c| c.code() == "28P01" || c.code() == "28000") =>
-        {
-            StartError::Auth(db_message(&e))
-        }
-        deadpool_postgres::PoolError::Backend(e) => StartError::Database(db_message(&e)),
-        other => StartError::Database(other.to_string()),
-    })?;
+    let mut client = connect::first_connection(&pool, db).await?;
     migrate::preflight(&client).await?;
     let applied = migrate::migrate(&mut client).await?;
     crate::cdc::slot::ensure_publication(&client, publication)

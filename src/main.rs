@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-use ark_apiserver::app::{self, ServeOptions};
+use ark_apiserver::app;
 use ark_apiserver::arkrc::{self, Effective};
 use ark_apiserver::config::{
-    Cli, Command, ConfigCommand, DevArgs, HelmOutput, HelmValuesArgs, ServeArgs, ServerArgs,
-    SlotCommand,
+    defaults, Cli, Command, CompletedConfig, ConfigCommand, DevArgs, HelmOutput, HelmValuesArgs,
+    ServeArgs, ServeConfig, SlotCommand,
 };
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
@@ -57,29 +57,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn options(db: DbConfig, server: &ServerArgs) -> Result<ServeOptions, String> {
-    let mut o = ServeOptions::new(db, server.bind_addr().map_err(|e| e.to_string())?);
-    o.tls_cert_file = server.tls_cert_file.clone();
-    o.tls_key_file = server.tls_private_key_file.clone();
-    o.crd_dir = server.crd_dir.clone();
-    o.max_body_bytes = server.max_body_bytes;
-    o.write_batch_size = server.write_batch_size;
-    o.deleted_retention = server.deleted_retention;
-    o.watch.history.max_age = server.watch_history;
-    o.watch.history.max_events_per_kind = server.watch_history_events;
-    Ok(o)
-}
-
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    args.check_auth_mode().map_err(|e| e.to_string())?;
+    let config = ServeConfig::from_serve_args(&args)
+        .map_err(|e| e.to_string())?
+        .complete()
+        .map_err(|e| e.to_string())?;
     tracing::warn!("authentication is off (--auth-mode off): every request is served; do not expose this port beyond the aggregator");
-    let db = arkrc::resolve(&args.db).map_err(|e| e.to_string())?;
-    let mut o = options(db, &args.server)?;
-    o.skip_migrations = args.skip_migrations;
-    ark_apiserver::cdc::slot::validate_slot_name(&args.names.slot_name)?;
-    o.slot_name = args.names.slot_name.clone();
-    o.publication_name = args.names.publication_name.clone();
-    run_until_signal(o, None).await
+    run_until_signal(config, None).await
 }
 
 /// `config check`: the effective configuration with sources, then the verdict.
@@ -123,8 +107,8 @@ async fn migrate(args: ark_apiserver::config::MigrateArgs) -> Result<(), String>
 
 async fn dev(mut args: DevArgs) -> Result<(), String> {
     // The dev server is for this machine only, unless --bind says otherwise.
-    if args.server.bind == "0.0.0.0:6443" {
-        args.server.bind = "127.0.0.1:6443".into();
+    if args.server.bind == defaults::BIND {
+        args.server.bind = defaults::DEV_BIND.into();
     }
     let data_dir = args.data_dir.clone();
     let mut cluster =
@@ -146,18 +130,17 @@ async fn dev(mut args: DevArgs) -> Result<(), String> {
             .parse()
             .map_err(|e: tokio_postgres::Error| e.to_string())?;
         pg.application_name("ark-apiserver");
-        let db = DbConfig {
-            pg,
-            ssl_mode: SslMode::Disable,
-            root_cert: None,
-            pool_size: 20,
-        };
-        let o = options(db, &args.server)?;
+        let mut db = DbConfig::new(pg, SslMode::Disable);
+        db.pool_size = 20;
+        let config = ServeConfig::from_dev_args(db, &args)
+            .map_err(|e| e.to_string())?
+            .complete()
+            .map_err(|e| e.to_string())?;
         let kubeconfig = args
             .kubeconfig
             .clone()
             .unwrap_or_else(|| cluster.base_dir().join("kubeconfig"));
-        run_until_signal(o, Some(kubeconfig)).await
+        run_until_signal(config, Some(kubeconfig)).await
     }
     .await;
     eprintln!("stopping PostgreSQL");
@@ -190,10 +173,10 @@ async fn ensure_database(admin_url: &str, name: &str) -> Result<(), String> {
 }
 
 async fn run_until_signal(
-    o: ServeOptions,
+    config: CompletedConfig,
     kubeconfig: Option<std::path::PathBuf>,
 ) -> Result<(), String> {
-    let mut running = app::start(o).await.map_err(|e| e.to_string())?;
+    let mut running = app::start(config).await.map_err(|e| e.to_string())?;
     if let Some(path) = &kubeconfig {
         app::write_kubeconfig(path, running.addr, &running.cert_pem)
             .map_err(|e| format!("cannot write the kubeconfig {}: {e}", path.display()))?;

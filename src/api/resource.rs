@@ -11,7 +11,7 @@ use super::negotiate::{self, BodyType, Encoding, Output, Shape};
 use super::request_info::{self, RequestInfo};
 use super::{error_response, AppState};
 use crate::k8s::resource::ResourceDef;
-use crate::k8s::status::{ApiError, Details};
+use crate::k8s::status::{ApiError, Details, StatusReason};
 use crate::k8s::table::{self, IncludeObject};
 use crate::registry::{self, DeleteOptions, ListOptions, PatchKind, Subresource, WriteOptions};
 
@@ -62,7 +62,7 @@ pub async fn handle(
 pub fn not_found_page() -> ApiError {
     ApiError::new(
         404,
-        "NotFound",
+        StatusReason::NotFound,
         "the server could not find the requested resource",
     )
 }
@@ -93,11 +93,11 @@ fn method_not_allowed(def: &ResourceDef) -> ApiError {
     let mut e = ApiError::method_not_allowed(
         "the server does not allow this method on the requested resource",
     );
-    e.details = Some(Details {
+    e.details = Some(Box::new(Details {
         group: Some(def.group.clone()),
         kind: Some(def.plural.clone()),
         ..Default::default()
-    });
+    }));
     e
 }
 
@@ -347,7 +347,7 @@ async fn read_object(
         }
         _ => Err(ApiError::new(
             415,
-            "UnsupportedMediaType",
+            StatusReason::UnsupportedMediaType,
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {}",
                 content_type.unwrap_or("")

@@ -208,7 +208,7 @@ async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
                             "watch closed: the client did not keep up with the events; resume from the last resourceVersion received",
                             1,
                         );
-                        e.details = Some(Details { retry_after_seconds: Some(1), ..Default::default() });
+                        e.details = Some(Box::new(Details { retry_after_seconds: Some(1), ..Default::default() }));
                         Some(line(&json!({"type": "ERROR", "object": e.to_status()})))
                     }
                 };

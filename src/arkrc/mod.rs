@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, DbArgs, Given};
-use crate::store::connect::{DbConfig, SslMode};
+use crate::store::connect::{DbConfig, SslMode, SslModeOrigin};
 
 pub const FILE_NAME: &str = ".arkrc.yaml";
 
@@ -407,7 +407,8 @@ impl Effective {
                 value: Some(p),
                 source: explicit(db, "postgres_port", "--postgres-port", "ARK_POSTGRES_PORT"),
             },
-            None => from_files(conn_layers, |p| p.port).unwrap_or(Setting::default(5432)),
+            None => from_files(conn_layers, |p| p.port)
+                .unwrap_or(Setting::default(crate::config::defaults::POSTGRES_PORT)),
         };
         let mut database = string(
             "database",
@@ -415,7 +416,7 @@ impl Effective {
             "ARK_POSTGRES_DATABASE",
             &db.database,
             |p| &p.database,
-            Some("ark"),
+            Some(crate::config::defaults::POSTGRES_DATABASE),
         );
         let mut user = string(
             "user",
@@ -431,7 +432,7 @@ impl Effective {
             "ARK_POSTGRES_SSL_MODE",
             &db.ssl_mode,
             |p| &p.ssl_mode,
-            Some("require"),
+            Some(crate::config::defaults::SSL_MODE),
         );
         if let (Source::CwdFile(p) | Source::HomeFile(p), Some(m)) =
             (&ssl_mode.source, &ssl_mode.value)
@@ -492,7 +493,7 @@ impl Effective {
                     value: Some(*p),
                     source: src.clone(),
                 },
-                None => Setting::default(5432),
+                None => Setting::default(crate::config::defaults::POSTGRES_PORT),
             };
             database = from_url(pg.get_dbname().map(str::to_string));
             user = from_url(pg.get_user().map(str::to_string));
@@ -553,7 +554,20 @@ impl Effective {
                 }
             }
         }
-        Ok(self.db_args().resolve()?)
+        let mut cfg = self.db_args().resolve()?;
+        // The merged value reaches `resolve` as if given: say where it really came from.
+        if cfg.ssl_mode_origin != SslModeOrigin::Url {
+            cfg.ssl_mode_origin = match &self.ssl_mode.source {
+                Source::Default => SslModeOrigin::Default {
+                    url: self.db.database_url.is_some(),
+                },
+                s @ (Source::CwdFile(_) | Source::HomeFile(_)) => {
+                    SslModeOrigin::Setting(format!("storage.postgresql.sslMode in {s}"))
+                }
+                s => SslModeOrigin::Setting(s.to_string()),
+            };
+        }
+        Ok(cfg)
     }
 
     /// The effective configuration, one line per value with its source. Never a password.

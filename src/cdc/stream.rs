@@ -142,6 +142,10 @@ fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
     rc.idle_wakeup_interval = Duration::from_secs(5);
     rc.tls = match cfg.db.ssl_mode {
         SslMode::Disable => pgwire_replication::TlsConfig::disabled(),
+        SslMode::Prefer => pgwire_replication::TlsConfig {
+            mode: pgwire_replication::SslMode::Prefer,
+            ..Default::default()
+        },
         SslMode::Require => pgwire_replication::TlsConfig::require(),
         SslMode::VerifyCa => pgwire_replication::TlsConfig::verify_ca(cfg.db.root_cert.clone()),
         SslMode::VerifyFull => pgwire_replication::TlsConfig::verify_full(cfg.db.root_cert.clone()),

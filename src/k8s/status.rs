@@ -181,6 +181,60 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
+/// `metav1.StatusReason`: what a client branches on. The strings are kube's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusReason {
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    Gone,
+    Invalid,
+    ServerTimeout,
+    Timeout,
+    TooManyRequests,
+    BadRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    InternalError,
+    Expired,
+    ServiceUnavailable,
+}
+
+impl StatusReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::NotFound => "NotFound",
+            Self::AlreadyExists => "AlreadyExists",
+            Self::Conflict => "Conflict",
+            Self::Gone => "Gone",
+            Self::Invalid => "Invalid",
+            Self::ServerTimeout => "ServerTimeout",
+            Self::Timeout => "Timeout",
+            Self::TooManyRequests => "TooManyRequests",
+            Self::BadRequest => "BadRequest",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::NotAcceptable => "NotAcceptable",
+            Self::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::InternalError => "InternalError",
+            Self::Expired => "Expired",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for StatusReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a Status points: `details` of a `metav1.Status`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Details {
@@ -198,9 +252,10 @@ pub struct Details {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub code: u16,
-    pub reason: &'static str,
+    pub reason: StatusReason,
     pub message: String,
-    pub details: Option<Details>,
+    /// Boxed: most errors carry none, and every `Result<_, ApiError>` pays for its size.
+    pub details: Option<Box<Details>>,
     /// `metadata.continue` of the Status: kube's inconsistent-continue token on a 410.
     pub continue_token: Option<String>,
 }
@@ -232,7 +287,7 @@ impl ResourceRef<'_> {
 }
 
 impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: u16, reason: StatusReason, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
@@ -245,9 +300,9 @@ impl ApiError {
     pub fn not_found(r: ResourceRef<'_>, name: &str) -> Self {
         Self {
             code: 404,
-            reason: "NotFound",
+            reason: StatusReason::NotFound,
             message: format!("{} {} not found", r.qualified(), go_quote(name)),
-            details: Some(r.details(name)),
+            details: Some(Box::new(r.details(name))),
             continue_token: None,
         }
     }
@@ -255,9 +310,9 @@ impl ApiError {
     pub fn already_exists(r: ResourceRef<'_>, name: &str) -> Self {
         Self {
             code: 409,
-            reason: "AlreadyExists",
+            reason: StatusReason::AlreadyExists,
             message: format!("{} {} already exists", r.qualified(), go_quote(name)),
-            details: Some(r.details(name)),
+            details: Some(Box::new(r.details(name))),
             continue_token: None,
         }
     }
@@ -266,14 +321,14 @@ impl ApiError {
     pub fn conflict(r: ResourceRef<'_>, name: &str, why: &str) -> Self {
         Self {
             code: 409,
-            reason: "Conflict",
+            reason: StatusReason::Conflict,
             message: format!(
                 "Operation cannot be fulfilled on {} {}: {}",
                 r.qualified(),
                 go_quote(name),
                 why
             ),
-            details: Some(r.details(name)),
+            details: Some(Box::new(r.details(name))),
             continue_token: None,
         }
     }
@@ -307,25 +362,25 @@ impl ApiError {
         };
         Self {
             code: 422,
-            reason: "Invalid",
+            reason: StatusReason::Invalid,
             message: format!("{gk} {} is invalid: {list}", go_quote(name)),
-            details: Some(Details {
+            details: Some(Box::new(Details {
                 name: Some(name.to_string()),
                 group: Some(r.group.to_string()),
                 kind: Some(r.kind.to_string()),
                 causes: errors,
                 retry_after_seconds: None,
-            }),
+            })),
             continue_token: None,
         }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, StatusReason::BadRequest, message)
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "MethodNotAllowed", message)
+        Self::new(405, StatusReason::MethodNotAllowed, message)
     }
 
     /// kube's wording for a patch type a custom resource does not take. Server-side apply
@@ -333,50 +388,50 @@ impl ApiError {
     pub fn unsupported_patch_type() -> Self {
         Self::new(
             415,
-            "UnsupportedMediaType",
+            StatusReason::UnsupportedMediaType,
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json",
         )
     }
 
     pub fn not_acceptable(message: impl Into<String>) -> Self {
-        Self::new(406, "NotAcceptable", message)
+        Self::new(406, StatusReason::NotAcceptable, message)
     }
 
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             413,
-            "RequestEntityTooLarge",
+            StatusReason::RequestEntityTooLarge,
             format!("Request entity too large: limit is {limit}"),
         )
     }
 
     pub fn service_unavailable(message: impl Into<String>) -> Self {
-        let mut e = Self::new(503, "ServiceUnavailable", message);
-        e.details = Some(Details {
+        let mut e = Self::new(503, StatusReason::ServiceUnavailable, message);
+        e.details = Some(Box::new(Details {
             retry_after_seconds: Some(1),
             ..Default::default()
-        });
+        }));
         e
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             500,
-            "InternalError",
+            StatusReason::InternalError,
             format!("Internal error occurred: {}", message.into()),
         )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, StatusReason::Expired, message)
     }
 
     pub fn timeout(message: impl Into<String>, retry_after: u32) -> Self {
-        let mut e = Self::new(504, "Timeout", message);
-        e.details = Some(Details {
+        let mut e = Self::new(504, StatusReason::Timeout, message);
+        e.details = Some(Box::new(Details {
             retry_after_seconds: Some(retry_after),
             ..Default::default()
-        });
+        }));
         e
     }
 
@@ -388,7 +443,7 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
+            "reason": self.reason.as_str(),
         });
         if let Some(c) = &self.continue_token {
             status["metadata"] = json!({"continue": c});

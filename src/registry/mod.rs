@@ -6,6 +6,7 @@
 //! no-op detection, conflict retries). It speaks neither HTTP nor SQL: requests arrive as
 //! JSON values and options, errors leave as [`ApiError`].
 
+mod errors;
 mod managed;
 mod options;
 mod patch;
@@ -14,16 +15,17 @@ mod reads;
 mod strategy;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+pub use errors::{storage_unavailable, store_error, too_large};
 pub use options::{DeleteOptions, ListOptions, WriteOptions};
 pub use patch::PatchKind;
+pub use reads::{list_json, list_meta};
 
 use crate::k8s::object::{self, meta_mut};
 use crate::k8s::resource::ResourceDef;
-use crate::k8s::status::{ApiError, FieldError};
+use crate::k8s::status::{ApiError, StatusReason};
 use crate::store::{Columns, Store, StoreError, WriteOp};
 use crate::watch::{Obj, State};
 
@@ -43,8 +45,33 @@ pub struct ListResult {
     pub remaining: Option<i64>,
 }
 
-/// How many times a patch is re-applied when the object changes underneath it.
+/// How many times a patch or delete is re-applied when the object changes underneath it.
 const PATCH_RETRIES: usize = 5;
+/// How many times a create is retried when the database aborts it in a race.
+const CREATE_RETRIES: usize = 3;
+
+/// Why one attempt at a conditional write did not land.
+enum AttemptError {
+    /// The object changed since it was read, or the database aborted the write in a race
+    /// with a concurrent transaction: read it again and retry.
+    Stale,
+    /// Final: the client gets this Status.
+    Api(ApiError),
+}
+
+impl From<ApiError> for AttemptError {
+    fn from(e: ApiError) -> Self {
+        AttemptError::Api(e)
+    }
+}
+
+/// The store's answer to a conditional write, with the retryable outcomes typed apart.
+fn attempt(def: &ResourceDef, name: &str, e: StoreError) -> AttemptError {
+    match e {
+        StoreError::Conflict | StoreError::RetryNow(_) => AttemptError::Stale,
+        other => AttemptError::Api(store_error(def, name, other)),
+    }
+}
 /// kube retries a generated name this many times before reporting AlreadyExists.
 const GENERATE_NAME_RETRIES: usize = 7;
 
@@ -76,39 +103,6 @@ impl Registry {
         &self.store
     }
 
-    /// GET from memory: consistent without a resourceVersion, from any state with "0",
-    /// and not older than N otherwise.
-    pub async fn get(
-        &self,
-        def: &ResourceDef,
-        ns: &str,
-        name: &str,
-        rv: Option<&str>,
-    ) -> Result<Arc<Obj>, ApiError> {
-        self.read_point(rv).await?;
-        self.state
-            .get(&def.kind, ns, name)
-            .ok_or_else(|| ApiError::not_found(def.resource_ref(), name))
-    }
-
-    /// Makes the state at least as new as the read asks for.
-    pub async fn read_point(&self, rv: Option<&str>) -> Result<(), ApiError> {
-        match rv {
-            None => self.syncer.sync().await,
-            Some("0") => Ok(()),
-            Some(n) => {
-                let n: u64 = n.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version {n:?}"))
-                })?;
-                if self.state.wait_for_rv(n, Duration::from_secs(3)).await {
-                    Ok(())
-                } else {
-                    Err(too_large(n, self.state.rv()))
-                }
-            }
-        }
-    }
-
     /// The object as stored, for read-modify-write: read from the table, which is
     /// authoritative; the conditional write catches anything newer.
     async fn current(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -117,77 +111,6 @@ impl Registry {
             Ok(None) => Err(ApiError::not_found(def.resource_ref(), name)),
             Err(e) => Err(store_error(def, name, e)),
         }
-    }
-
-    /// LIST from memory, paging through one snapshot with continue tokens.
-    pub async fn list(
-        &self,
-        def: &ResourceDef,
-        ns: Option<&str>,
-        opts: &ListOptions,
-    ) -> Result<ListResult, ApiError> {
-        let token = opts
-            .continue_token
-            .as_deref()
-            .map(options::ContinueToken::decode)
-            .transpose()?;
-        let snap = match &token {
-            Some(t) if t.resource_version <= 0 => self.state.snapshot(),
-            Some(t) => match self.state.snapshot_at(t.resource_version as u64) {
-                Some(s) => s,
-                None => return Err(expired_continue(t)),
-            },
-            None => match (
-                opts.resource_version.as_deref(),
-                opts.resource_version_match.as_deref(),
-            ) {
-                (Some(n), Some("Exact")) => {
-                    let n: u64 = n.parse().map_err(|_| {
-                        ApiError::bad_request(format!("invalid resource version {n:?}"))
-                    })?;
-                    let current = self.state.snapshot();
-                    if current.rv() == n {
-                        current
-                    } else {
-                        self.state.snapshot_at(n).ok_or_else(|| {
-                            ApiError::gone(format!(
-                                "too old resource version: {n} ({})",
-                                current.rv()
-                            ))
-                        })?
-                    }
-                }
-                (rv, _) => {
-                    self.read_point(rv).await?;
-                    self.state.snapshot()
-                }
-            },
-        };
-        let after = token
-            .as_ref()
-            .map(|t| (t.namespace.as_str(), t.name.as_str()));
-        let (items, more, remaining) =
-            snap.list(&def.kind, ns, &opts.labels, &opts.fields, after, opts.limit);
-        let rv = snap.rv();
-        let continue_token = if more {
-            items.last().map(|o| {
-                options::ContinueToken {
-                    resource_version: rv as i64,
-                    namespace: o.namespace().to_string(),
-                    name: o.name().to_string(),
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
-        Ok(ListResult {
-            items,
-            resource_version: rv.to_string(),
-            continue_token,
-            remaining: (more && opts.labels.is_empty() && opts.fields.is_empty())
-                .then_some(remaining as i64),
-        })
     }
 
     pub async fn create(
@@ -234,6 +157,7 @@ impl Registry {
                 {
                     continue
                 }
+                Err(StoreError::RetryNow(_)) if attempt + 1 < CREATE_RETRIES => continue,
                 Err(e) => return Err(store_error(def, object::name(&obj), e)),
             }
         }
@@ -259,13 +183,18 @@ impl Registry {
         }
         let client_rv = object::resource_version(&new).to_string();
         if client_rv.is_empty() {
-            return Err(rv_required(def, name));
+            return Err(errors::rv_required(def, name));
         }
         let old = self.current(def, ns, name).await?;
         if object::resource_version(&old) != client_rv {
             return Err(ApiError::modified_conflict(def.resource_ref(), name));
         }
-        self.finish_update(def, old, new, sub, opts).await
+        match self.finish_update(def, old, new, sub, opts).await {
+            Ok(v) => Ok(v),
+            // The client named the version it updates: a newer one is its conflict to resolve.
+            Err(AttemptError::Stale) => Err(ApiError::modified_conflict(def.resource_ref(), name)),
+            Err(AttemptError::Api(e)) => Err(e),
+        }
     }
 
     pub async fn patch(
@@ -279,7 +208,6 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let patch = patch::Patch::parse(kind, patch)?;
-        let mut last_err = None;
         for _ in 0..PATCH_RETRIES {
             let old = self.current(def, ns, name).await?;
             let patched = patch.apply(&old)?;
@@ -295,15 +223,17 @@ impl Registry {
                 return Err(ApiError::modified_conflict(def.resource_ref(), name));
             }
             match self.finish_update(def, old, new, sub, opts).await {
+                Ok(v) => return Ok(v),
                 // A concurrent writer got in between: re-read and re-apply, unless the client
                 // asked for a specific resourceVersion.
-                Err(e) if e.reason == "Conflict" && !pinned && is_modified_conflict(&e) => {
-                    last_err = Some(e)
+                Err(AttemptError::Stale) if !pinned => continue,
+                Err(AttemptError::Stale) => {
+                    return Err(ApiError::modified_conflict(def.resource_ref(), name))
                 }
-                other => return other,
+                Err(AttemptError::Api(e)) => return Err(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| ApiError::modified_conflict(def.resource_ref(), name)))
+        Err(ApiError::modified_conflict(def.resource_ref(), name))
     }
 
     async fn finish_update(
@@ -313,7 +243,7 @@ impl Registry {
         mut new: Value,
         sub: Subresource,
         opts: &WriteOptions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, AttemptError> {
         let name = object::name(&old).to_string();
         prepare::for_update(def, &old, &mut new, sub);
         prepare::validate_update(def, &old, &new)?;
@@ -341,7 +271,7 @@ impl Registry {
                 def.schema.apply_defaults(&mut new);
                 Ok(new)
             }
-            Err(e) => Err(store_error(def, &name, e)),
+            Err(e) => Err(attempt(def, &name, e)),
         }
     }
 
@@ -353,15 +283,15 @@ impl Registry {
         del: &DeleteOptions,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
-        let mut last_err = None;
         for _ in 0..PATCH_RETRIES {
             let old = self.current(def, ns, name).await?;
             match self.delete_one(def, old, del, opts).await {
-                Err(e) if e.reason == "Conflict" && is_modified_conflict(&e) => last_err = Some(e),
-                other => return other,
+                Ok(v) => return Ok(v),
+                Err(AttemptError::Stale) => continue,
+                Err(AttemptError::Api(e)) => return Err(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| ApiError::modified_conflict(def.resource_ref(), name)))
+        Err(ApiError::modified_conflict(def.resource_ref(), name))
     }
 
     async fn delete_one(
@@ -370,7 +300,7 @@ impl Registry {
         old: Value,
         del: &DeleteOptions,
         opts: &WriteOptions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, AttemptError> {
         let name = object::name(&old).to_string();
         del.check_preconditions(def, &old)?;
         let expected_rv = parse_rv(&old)?;
@@ -421,7 +351,7 @@ impl Registry {
                 def.schema.apply_defaults(&mut new);
                 Ok(new)
             }
-            Err(e) => Err(store_error(def, &name, e)),
+            Err(e) => Err(attempt(def, &name, e)),
         }
     }
 
@@ -447,7 +377,7 @@ impl Registry {
             {
                 Ok(o) => out.push(o),
                 // Gone in the meantime: that is what was asked for.
-                Err(e) if e.code == 404 => {}
+                Err(e) if e.reason == StatusReason::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
@@ -473,144 +403,4 @@ fn columns(def: &ResourceDef, obj: &Value) -> Result<Columns, ApiError> {
         tracing::error!(kind = %def.kind, error = %e, "object could not be mapped to a row");
         ApiError::internal(e.to_string())
     })
-}
-
-fn is_modified_conflict(e: &ApiError) -> bool {
-    e.message.ends_with("the object has been modified; please apply your changes to the latest version and try again")
-}
-
-/// kube's message when an update carries no resourceVersion. It names the resource, not the
-/// kind, and prints the missing version as Go prints a zero uint64.
-fn rv_required(def: &ResourceDef, name: &str) -> ApiError {
-    let mut e = ApiError::invalid(
-        crate::k8s::status::ResourceRef {
-            group: &def.group,
-            plural: &def.plural,
-            kind: &def.plural,
-        },
-        name,
-        vec![FieldError::invalid(
-            "metadata.resourceVersion",
-            json!(0),
-            "must be specified for an update",
-        )],
-    );
-    e.message = e
-        .message
-        .replace("Invalid value: 0:", "Invalid value: 0x0:");
-    e
-}
-
-/// Maps a storage failure to the Status a client should see. No SQL text leaves here.
-pub fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
-    let r = def.resource_ref();
-    match e {
-        StoreError::AlreadyExists => ApiError::already_exists(r, name),
-        StoreError::Conflict => ApiError::modified_conflict(r, name),
-        StoreError::NotFound => ApiError::not_found(r, name),
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(%detail, "database unavailable");
-            ApiError::service_unavailable(
-                "the storage backend (PostgreSQL) is unavailable; retry later",
-            )
-        }
-        StoreError::OutcomeUnknown(detail) => {
-            tracing::warn!(%detail, "connection lost during commit");
-            ApiError::service_unavailable(
-                "the connection to PostgreSQL was lost while committing; the write may or may not have been applied",
-            )
-        }
-        StoreError::Rejected(detail) => {
-            tracing::info!(%detail, kind = %def.kind, %name, "database refused object data");
-            let why = if detail.contains("22P05") || detail.contains("\\u0000") {
-                "strings must not contain the NUL character (\\u0000)"
-            } else if detail.contains("54000") {
-                "the object is too large to store"
-            } else {
-                "the database refused the object's data"
-            };
-            ApiError::invalid(
-                r,
-                name,
-                vec![FieldError::invalid("", Value::String(name.into()), why)],
-            )
-        }
-        StoreError::Internal(detail) => {
-            tracing::error!(%detail, kind = %def.kind, %name, "storage error");
-            ApiError::internal("storage error; see the server log")
-        }
-    }
-}
-
-/// The list metadata kube writes: resourceVersion, continue, remainingItemCount.
-pub fn list_meta(r: &ListResult) -> Map<String, Value> {
-    let mut meta = Map::new();
-    meta.insert("resourceVersion".into(), json!(r.resource_version));
-    if let Some(c) = &r.continue_token {
-        meta.insert("continue".into(), json!(c));
-    }
-    if let Some(n) = r.remaining {
-        meta.insert("remainingItemCount".into(), json!(n));
-    }
-    meta
-}
-
-/// A list of `def`'s list kind, written from each object's JSON serialized once when it
-/// entered the state: no per-request serialization of the items.
-pub fn list_json(def: &ResourceDef, r: &ListResult) -> Vec<u8> {
-    let head =
-        json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": list_meta(r)})
-            .to_string();
-    let size: usize = r.items.iter().map(|o| o.json().len() + 1).sum();
-    let mut out = Vec::with_capacity(head.len() + size + 16);
-    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-    out.extend_from_slice(b",\"items\":[");
-    for (i, o) in r.items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(o.json());
-    }
-    out.extend_from_slice(b"]}");
-    out
-}
-
-/// kube's answer when a LIST asks for a resourceVersion the state has not reached.
-pub fn too_large(requested: u64, current: u64) -> ApiError {
-    let mut e = ApiError::timeout(
-        format!("Too large resource version: {requested}, current: {current}"),
-        1,
-    );
-    if let Some(d) = e.details.as_mut() {
-        d.causes.push(crate::k8s::status::FieldError::new(
-            crate::k8s::status::FieldErrorType::ResourceVersionTooLarge,
-            "",
-            None,
-            "Too large resource version",
-        ));
-    }
-    e
-}
-
-/// kube's 410 for a continue token whose snapshot is gone, carrying a token that continues
-/// from the current state instead.
-fn expired_continue(t: &options::ContinueToken) -> ApiError {
-    let mut e = ApiError::gone(
-        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-    );
-    e.continue_token = Some(
-        options::ContinueToken {
-            resource_version: 0,
-            namespace: t.namespace.clone(),
-            name: t.name.clone(),
-        }
-        .encode(),
-    );
-    e
-}
-
-/// A storage failure outside any one object, for reads that are not about a name.
-pub fn storage_unavailable(e: &StoreError) -> ApiError {
-    tracing::warn!(error = %e, "storage error during a consistent read");
-    ApiError::service_unavailable("the storage backend (PostgreSQL) is unavailable; retry later")
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::k8s::status::ApiError;
+use crate::k8s::status::{ApiError, StatusReason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
@@ -44,10 +44,10 @@ impl Patch {
                 // kube answers a patch that does not apply with 422 and the reason as a cause.
                 let mut err = ApiError::new(
                     422,
-                    "Invalid",
+                    StatusReason::Invalid,
                     "the server rejected our request due to an error in our request",
                 );
-                err.details = Some(crate::k8s::status::Details {
+                err.details = Some(Box::new(crate::k8s::status::Details {
                     causes: vec![crate::k8s::status::FieldError::new(
                         crate::k8s::status::FieldErrorType::UnexpectedServerResponse,
                         "",
@@ -55,7 +55,7 @@ impl Patch {
                         e.to_string(),
                     )],
                     ..Default::default()
-                });
+                }));
                 err
             })?,
             Patch::Merge(p) => json_patch::merge(&mut doc, p),

@@ -3,71 +3,301 @@
 //! A read with no resourceVersion is consistent: it reflects every write acknowledged
 //! before the request began. The state is fed by the replication stream, so the read first
 //! makes sure the stream has passed the database's current WAL position: it writes a
-//! non-transactional logical message (a few bytes of WAL) and waits until the stream has
-//! delivered it. Every commit acknowledged before the request precedes that message in the
-//! WAL, and logical decoding delivers in WAL order. Concurrent reads share one such
-//! confirmation: a read waits for the next confirmation that started after it arrived.
+//! logical message (a few bytes of WAL) and waits until the stream has delivered it. Every
+//! commit acknowledged before the request precedes that message in the WAL, and logical
+//! decoding delivers in WAL order.
+//!
+//! **Sharing one round trip without queueing.** Readers join a *round*: the round's
+//! emitter writes the message once and publishes its position to every reader that joined
+//! before the message was written (a reader that joins later needs a later message, and
+//! starts or joins the next round). Only the emission is serialised, so that readers
+//! arriving during one share the next; the wait for the stream is each reader's own, with
+//! its own deadline. A stalled stream therefore costs each read at most its timeout, never
+//! the timeouts of the reads ahead of it. The emission runs as its own task, so a reader
+//! that gives up (or whose client disconnects) never strands the others.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::cdc::status::StreamStatus;
-use crate::k8s::status::ApiError;
-use crate::store::Store;
-use crate::watch::State;
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-/// How long a consistent read waits for the stream before giving up with 504.
+use super::errors::{expired_continue, storage_unavailable, too_large};
+use super::options::{self, ListOptions};
+use super::{ListResult, Registry};
+use crate::cdc::status::StreamStatus;
+use crate::k8s::resource::ResourceDef;
+use crate::k8s::status::ApiError;
+use crate::store::{Store, StoreError, SyncMark};
+use crate::watch::{Obj, State};
+
+/// How long a consistent read waits for its round trip before giving up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read of resourceVersion N waits for the state to reach N (kube: 3 s).
+const TOO_NEW_WAIT: Duration = Duration::from_secs(3);
+
+type RoundResult = Option<Result<SyncMark, StoreError>>;
+
+struct Rounds {
+    store: Arc<Store>,
+    /// The round readers arriving now join; its emitter takes it out when it writes.
+    open: Mutex<Option<watch::Sender<RoundResult>>>,
+    /// Held while a message is being written.
+    emitting: tokio::sync::Mutex<()>,
+}
 
 pub struct Syncer {
-    store: Arc<Store>,
     state: Arc<State>,
     status: Arc<StreamStatus>,
-    started: AtomicU64,
-    finished: AtomicU64,
-    lock: tokio::sync::Mutex<()>,
+    rounds: Arc<Rounds>,
 }
 
 impl Syncer {
     pub fn new(store: Arc<Store>, state: Arc<State>, status: Arc<StreamStatus>) -> Self {
         Syncer {
-            store,
             state,
             status,
-            started: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-            lock: tokio::sync::Mutex::new(()),
+            rounds: Arc::new(Rounds {
+                store,
+                open: Mutex::new(None),
+                emitting: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 
-    /// Returns once the state reflects every commit made before this call.
+    /// Returns once the state reflects every commit made before this call: 503 while the
+    /// stream is not serving, 504 when it does not catch up within the timeout.
     pub async fn sync(&self) -> Result<(), ApiError> {
-        if let Err(why) = self.status.check() {
-            return Err(ApiError::service_unavailable(format!(
+        self.serving()?;
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        let mut round = self.join();
+        let mark = match tokio::time::timeout_at(deadline, round.wait_for(Option::is_some)).await {
+            Ok(Ok(r)) => r.clone(),
+            // The emitter is gone without an answer: only a runtime shutting down does that.
+            Ok(Err(_)) => None,
+            Err(_) => return Err(self.timed_out(None)),
+        };
+        let mark = match mark {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(storage_unavailable(&e)),
+            None => return Err(self.timed_out(None)),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if self.state.wait_for_lsn(mark.lsn, left).await {
+            metrics::counter!("ark_consistent_read_syncs_total").increment(1);
+            Ok(())
+        } else {
+            Err(self.timed_out(Some(mark)))
+        }
+    }
+
+    /// 503 unless the stream is up and caught up (the readiness condition).
+    fn serving(&self) -> Result<(), ApiError> {
+        self.status.check().map_err(|why| {
+            ApiError::service_unavailable(format!(
                 "the change stream from PostgreSQL is not ready: {why}"
-            )));
+            ))
+        })
+    }
+
+    /// 503 when the stream went down meanwhile, else kube's 504 for a cache that did not
+    /// catch up with the store.
+    fn timed_out(&self, mark: Option<SyncMark>) -> ApiError {
+        if let Err(e) = self.serving() {
+            return e;
         }
-        let arrived = self.started.load(Ordering::Acquire);
-        let _guard = self.lock.lock().await;
-        // A confirmation that started after this request arrived has finished meanwhile.
-        if self.finished.load(Ordering::Acquire) > arrived {
-            return Ok(());
-        }
-        let id = self.started.fetch_add(1, Ordering::AcqRel) + 1;
-        let lsn = self
-            .store
-            .emit_sync_message()
-            .await
-            .map_err(|e| crate::registry::storage_unavailable(&e))?;
-        if !self.state.wait_for_lsn(lsn, SYNC_TIMEOUT).await {
-            return Err(ApiError::timeout(
-                "the change stream did not catch up with the database in time; retry",
+        match mark {
+            Some(m) => too_large(m.resource_version, self.state.rv()),
+            None => ApiError::timeout(
+                "PostgreSQL did not confirm the read point in time; retry",
                 1,
+            ),
+        }
+    }
+
+    /// The round this reader waits on: the open one, or a new one whose emitter starts now.
+    fn join(&self) -> watch::Receiver<RoundResult> {
+        let mut open = self
+            .rounds
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = open.as_ref() {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(None);
+        *open = Some(tx.clone());
+        drop(open);
+        tokio::spawn(emit(Arc::clone(&self.rounds), tx));
+        rx
+    }
+}
+
+/// Writes one round's message after the previous one is written, and publishes where it is.
+async fn emit(rounds: Arc<Rounds>, tx: watch::Sender<RoundResult>) {
+    let _one_at_a_time = rounds.emitting.lock().await;
+    {
+        // From here on, a reader that arrives needs a later message: close the round.
+        let mut open = rounds.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.as_ref().is_some_and(|o| o.same_channel(&tx)) {
+            *open = None;
+        }
+    }
+    let result = match tokio::time::timeout(SYNC_TIMEOUT, rounds.store.emit_sync_message()).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Internal(
+            "writing the read point did not finish in time".into(),
+        )),
+    };
+    tx.send_replace(Some(result));
+}
+
+impl Registry {
+    /// GET from memory: consistent without a resourceVersion, from any state with "0",
+    /// and not older than N otherwise.
+    pub async fn get(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        rv: Option<&str>,
+    ) -> Result<Arc<Obj>, ApiError> {
+        self.read_point(rv).await?;
+        self.state
+            .get(&def.kind, ns, name)
+            .ok_or_else(|| ApiError::not_found(def.resource_ref(), name))
+    }
+
+    /// Makes the state at least as new as the read asks for. A state that was never seeded
+    /// serves nothing: its resourceVersion would claim a point it has not seen.
+    pub async fn read_point(&self, rv: Option<&str>) -> Result<(), ApiError> {
+        if !self.state.is_seeded() {
+            return Err(ApiError::service_unavailable(
+                "the change stream from PostgreSQL is not ready: the state is not loaded yet",
             ));
         }
-        self.finished.store(id, Ordering::Release);
-        metrics::counter!("ark_consistent_read_syncs_total").increment(1);
-        Ok(())
+        match rv {
+            None => self.syncer.sync().await,
+            Some("0") => Ok(()),
+            Some(n) => {
+                let n: u64 = n.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version {n:?}"))
+                })?;
+                if self.state.wait_for_rv(n, TOO_NEW_WAIT).await {
+                    Ok(())
+                } else {
+                    Err(too_large(n, self.state.rv()))
+                }
+            }
+        }
     }
+
+    /// LIST from memory, paging through one snapshot with continue tokens.
+    pub async fn list(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ListResult, ApiError> {
+        let token = opts
+            .continue_token
+            .as_deref()
+            .map(options::ContinueToken::decode)
+            .transpose()?;
+        let snap = match &token {
+            Some(t) if t.resource_version <= 0 => {
+                self.read_point(Some("0")).await?;
+                self.state.snapshot()
+            }
+            Some(t) => match self.state.snapshot_at(t.resource_version as u64) {
+                Some(s) => s,
+                None => return Err(expired_continue(t)),
+            },
+            None => match (
+                opts.resource_version.as_deref(),
+                opts.resource_version_match.as_deref(),
+            ) {
+                (Some(n), Some("Exact")) => {
+                    self.read_point(Some("0")).await?;
+                    let n: u64 = n.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resource version {n:?}"))
+                    })?;
+                    let current = self.state.snapshot();
+                    if current.rv() == n {
+                        current
+                    } else {
+                        self.state.snapshot_at(n).ok_or_else(|| {
+                            ApiError::gone(format!(
+                                "too old resource version: {n} ({})",
+                                current.rv()
+                            ))
+                        })?
+                    }
+                }
+                (rv, _) => {
+                    self.read_point(rv).await?;
+                    self.state.snapshot()
+                }
+            },
+        };
+        let after = token
+            .as_ref()
+            .map(|t| (t.namespace.as_str(), t.name.as_str()));
+        let (items, more, remaining) =
+            snap.list(&def.kind, ns, &opts.labels, &opts.fields, after, opts.limit);
+        let rv = snap.rv();
+        let continue_token = if more {
+            items.last().map(|o| {
+                options::ContinueToken {
+                    resource_version: rv as i64,
+                    namespace: o.namespace().to_string(),
+                    name: o.name().to_string(),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(ListResult {
+            items,
+            resource_version: rv.to_string(),
+            continue_token,
+            remaining: (more && opts.labels.is_empty() && opts.fields.is_empty())
+                .then_some(remaining as i64),
+        })
+    }
+}
+
+/// The list metadata kube writes: resourceVersion, continue, remainingItemCount.
+pub fn list_meta(r: &ListResult) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert("resourceVersion".into(), json!(r.resource_version));
+    if let Some(c) = &r.continue_token {
+        meta.insert("continue".into(), json!(c));
+    }
+    if let Some(n) = r.remaining {
+        meta.insert("remainingItemCount".into(), json!(n));
+    }
+    meta
+}
+
+/// A list of `def`'s list kind, written from each object's JSON serialized once when it
+/// entered the state: no per-request serialization of the items.
+pub fn list_json(def: &ResourceDef, r: &ListResult) -> Vec<u8> {
+    let head =
+        json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": list_meta(r)})
+            .to_string();
+    let size: usize = r.items.iter().map(|o| o.json().len() + 1).sum();
+    let mut out = Vec::with_capacity(head.len() + size + 16);
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, o) in r.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(o.json());
+    }
+    out.extend_from_slice(b"]}");
+    out
 }

@@ -5,11 +5,17 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_postgres::error::SqlState;
+
+use super::error::{DbFailure, StoreError};
 
 /// libpq's `sslmode`, as far as a server that must not leak credentials cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
     Disable,
+    /// TLS when the server offers it, plain text otherwise (libpq's `prefer`; `allow` is
+    /// taken as this too). Chosen only explicitly: a downgrade is possible.
+    Prefer,
     /// Encrypt, but accept any certificate (libpq's `require` without a root cert).
     Require,
     /// Verify the chain against the root certificate, not the host name.
@@ -18,20 +24,38 @@ pub enum SslMode {
     VerifyFull,
 }
 
+impl SslMode {
+    /// Whether a server without TLS is refused.
+    pub fn requires_tls(self) -> bool {
+        !matches!(self, SslMode::Disable | SslMode::Prefer)
+    }
+}
+
 impl std::str::FromStr for SslMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "disable" => Ok(Self::Disable),
-            // prefer/allow cannot be expressed safely with a fixed connector; treat as require.
-            "require" | "prefer" | "allow" => Ok(Self::Require),
+            "prefer" | "allow" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
             "verify-ca" => Ok(Self::VerifyCa),
             "verify-full" => Ok(Self::VerifyFull),
             other => Err(format!(
-                "invalid sslmode {other:?}: expected disable, require, verify-ca or verify-full"
+                "invalid sslmode {other:?}: expected disable, prefer, require, verify-ca or verify-full"
             )),
         }
     }
+}
+
+/// Where the sslmode in force came from, so that an error can say what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SslModeOrigin {
+    /// Nothing set it: the default (`require`), with or without a database URL.
+    Default { url: bool },
+    /// `sslmode=` in the database URL.
+    Url,
+    /// A setting, named as the operator gave it (`environment ARK_POSTGRES_SSL_MODE`, ...).
+    Setting(String),
 }
 
 /// Everything needed to reach the database.
@@ -39,8 +63,143 @@ impl std::str::FromStr for SslMode {
 pub struct DbConfig {
     pub pg: tokio_postgres::Config,
     pub ssl_mode: SslMode,
+    pub ssl_mode_origin: SslModeOrigin,
     pub root_cert: Option<std::path::PathBuf>,
     pub pool_size: usize,
+}
+
+impl DbConfig {
+    /// A configuration with an explicitly chosen sslmode and the default pool size.
+    pub fn new(pg: tokio_postgres::Config, ssl_mode: SslMode) -> Self {
+        DbConfig {
+            pg,
+            ssl_mode,
+            ssl_mode_origin: SslModeOrigin::Setting("the caller".into()),
+            root_cert: None,
+            pool_size: crate::config::defaults::POOL_SIZE,
+        }
+    }
+
+    /// The first TCP host and its port, for messages and the TLS probe.
+    pub fn tcp_target(&self) -> Option<(String, u16)> {
+        let port = self.pg.get_ports().first().copied().unwrap_or(5432);
+        match self.pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => Some((h.clone(), port)),
+            _ => None,
+        }
+    }
+}
+
+/// Why the first connection at start failed, by what the operator does about it. Only
+/// [`Unreachable`](Self::Unreachable) is worth retrying; every other case needs a change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailure {
+    /// Wrong user or password, or pg_hba.conf rejected the connection.
+    #[error("{0}")]
+    Auth(DbFailure),
+    /// The database named in the settings does not exist.
+    #[error("{0}")]
+    NoDatabase(DbFailure),
+    /// The server answered and does not offer TLS, which the sslmode requires.
+    #[error("{}", tls_refused_message(.host, *.port, .origin))]
+    TlsRefused {
+        host: String,
+        port: u16,
+        origin: SslModeOrigin,
+    },
+    /// Not reachable now (refused, timed out, shutting down): retry.
+    #[error("{0}")]
+    Unreachable(StoreError),
+    /// Any other refusal by the server.
+    #[error("{0}")]
+    Refused(StoreError),
+}
+
+fn tls_refused_message(host: &str, port: u16, origin: &SslModeOrigin) -> String {
+    let why = match origin {
+        SslModeOrigin::Default { url: true } => {
+            "the database URL has no sslmode, so it defaults to sslmode=require".to_string()
+        }
+        SslModeOrigin::Default { url: false } => {
+            "ARK_POSTGRES_SSL_MODE (--postgres-ssl-mode) is not set, so it defaults to require"
+                .to_string()
+        }
+        SslModeOrigin::Url => "the database URL sets sslmode to require TLS".to_string(),
+        SslModeOrigin::Setting(s) => format!("TLS is required by {s}"),
+    };
+    let fix = match origin {
+        SslModeOrigin::Default { url: true } | SslModeOrigin::Url => {
+            "add sslmode=disable to the database URL if the network path to PostgreSQL is trusted"
+        }
+        _ => "set ARK_POSTGRES_SSL_MODE=disable (--postgres-ssl-mode disable) if the network path to PostgreSQL is trusted",
+    };
+    format!(
+        "PostgreSQL at {host}:{port} does not accept TLS connections, and {why} \
+         (ark-apiserver never falls back to an unencrypted connection, unlike libpq's default sslmode=prefer). \
+         Fix: {fix}, or enable TLS on the server (ssl = on in postgresql.conf)."
+    )
+}
+
+/// Takes a first connection from the pool and says, if it fails, whether waiting can help.
+/// A client-side failure (no SQLSTATE) under an sslmode that requires TLS is checked with a
+/// TLS probe: a server that answers but refuses TLS is a configuration error, not an outage.
+pub async fn first_connection(
+    pool: &deadpool_postgres::Pool,
+    cfg: &DbConfig,
+) -> Result<deadpool_postgres::Object, ConnectFailure> {
+    let e = match pool.get().await {
+        Ok(c) => return Ok(c),
+        Err(e) => StoreError::from_pool(e),
+    };
+    let code = e.code().cloned();
+    match (&e, code) {
+        (StoreError::Database(f), Some(c))
+            if c == SqlState::INVALID_PASSWORD
+                || c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            Err(ConnectFailure::Auth(f.clone()))
+        }
+        (StoreError::Database(f), Some(c)) if c == SqlState::INVALID_CATALOG_NAME => {
+            Err(ConnectFailure::NoDatabase(f.clone()))
+        }
+        (StoreError::Unavailable(_), None) if cfg.ssl_mode.requires_tls() => {
+            if let Some((host, port)) = cfg.tcp_target() {
+                if probe_tls(&host, port).await == Some(false) {
+                    return Err(ConnectFailure::TlsRefused {
+                        host,
+                        port,
+                        origin: cfg.ssl_mode_origin.clone(),
+                    });
+                }
+            }
+            Err(ConnectFailure::Unreachable(e))
+        }
+        (StoreError::Unavailable(_), _) => Err(ConnectFailure::Unreachable(e)),
+        _ => Err(ConnectFailure::Refused(e)),
+    }
+}
+
+/// Asks the server whether it offers TLS, as a client's SSLRequest does: `Some(true)` for
+/// 'S', `Some(false)` for 'N', `None` when it cannot be reached or answers otherwise.
+pub async fn probe_tls(host: &str, port: u16) -> Option<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Length 8, then the SSLRequest code 80877103 (1234 << 16 | 5679).
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        s.write_all(&SSL_REQUEST).await.ok()?;
+        let mut answer = [0u8; 1];
+        s.read_exact(&mut answer).await.ok()?;
+        match answer[0] {
+            b'S' => Some(true),
+            b'N' => Some(false),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), probe)
+        .await
+        .ok()
+        .flatten()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +243,7 @@ pub fn tls_config(
     };
     let config = match mode {
         SslMode::Disable => return Ok(None),
-        SslMode::Require => builder
+        SslMode::Prefer | SslMode::Require => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
             .with_no_client_auth(),
@@ -118,7 +277,11 @@ pub fn pool(cfg: &DbConfig) -> Result<deadpool_postgres::Pool, ConnectError> {
             deadpool_postgres::Manager::from_config(pg, tokio_postgres::NoTls, mgr_cfg)
         }
         Some(tls) => {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            pg.ssl_mode(if cfg.ssl_mode == SslMode::Prefer {
+                tokio_postgres::config::SslMode::Prefer
+            } else {
+                tokio_postgres::config::SslMode::Require
+            });
             deadpool_postgres::Manager::from_config(
                 pg,
                 tokio_postgres_rustls::MakeRustlsConnect::new(tls),
@@ -136,7 +299,8 @@ pub fn pool(cfg: &DbConfig) -> Result<deadpool_postgres::Pool, ConnectError> {
         .map_err(|e| ConnectError::Pool(e.to_string()))
 }
 
-/// `sslmode=require`: encryption without authentication of the server, as libpq does it.
+/// `sslmode=require` (and `prefer`): encryption without authentication of the server, as
+/// libpq does it.
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
 

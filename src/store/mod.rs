@@ -9,7 +9,6 @@ pub mod error;
 pub mod migrate;
 pub mod row;
 pub mod seed;
-pub mod select;
 pub mod writer;
 
 use std::sync::Arc;
@@ -17,37 +16,17 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use serde_json::Value;
-use tokio_postgres::types::ToSql;
 
 pub use error::StoreError;
 pub use row::Columns;
 pub use writer::{WriteOp, Written};
 
-use crate::k8s::selector::{FieldSelector, LabelSelector};
-
-/// What a list asks for.
-#[derive(Debug, Clone)]
-pub struct ListQuery<'a> {
-    pub kind: &'a str,
-    /// `None` lists across all namespaces (and is the only form for cluster-scoped kinds).
-    pub namespace: Option<&'a str>,
-    pub labels: &'a LabelSelector,
-    pub fields: &'a FieldSelector,
-    /// At most this many items; `None` for all.
-    pub limit: Option<usize>,
-    /// Resume strictly after this (namespace, name).
-    pub after: Option<(String, String)>,
-}
-
-#[derive(Debug)]
-pub struct ListPage {
-    pub items: Vec<Value>,
-    /// The resourceVersion as of the snapshot the items were read in.
-    pub resource_version: i64,
-    /// The key of the last item, when more items follow.
-    pub next: Option<(String, String)>,
-    /// How many matching items follow this page, when that was cheap to know.
-    pub remaining: Option<i64>,
+/// A point in the WAL a consistent read waits for the stream to pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncMark {
+    pub lsn: u64,
+    /// The newest resourceVersion committed before the mark.
+    pub resource_version: u64,
 }
 
 pub struct Store {
@@ -98,103 +77,10 @@ impl Store {
             .transpose()
     }
 
-    /// Reads one page in a single snapshot, together with the resourceVersion of that snapshot.
-    pub async fn list(&self, q: &ListQuery<'_>) -> Result<ListPage, StoreError> {
-        let mut c = self.client().await?;
-        let mut filter = select::Filter::new(q.kind);
-        if let Some(ns) = q.namespace {
-            filter.namespace(ns);
-        }
-        filter.labels(q.labels);
-        filter.fields(q.fields);
-        let count_sql = q.limit.is_some() && q.labels.is_empty() && q.fields.is_empty();
-        if let Some((ns, name)) = &q.after {
-            filter.after(ns, name);
-        }
-        let (where_sql, params) = filter.finish();
-        let limit_sql = q
-            .limit
-            .map(|l| format!(" LIMIT {}", l + 1))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT {} FROM resources WHERE {where_sql} ORDER BY namespace, name{limit_sql}",
-            row::SELECT_COLUMNS
-        );
-        let params: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(StoreError::from_pg)?;
-        let rv_row = tx
-            .query_opt("SELECT value FROM resource_version_counter", &[])
-            .await
-            .map_err(StoreError::from_pg)?;
-        let stmt = tx.prepare_cached(&sql).await.map_err(StoreError::from_pg)?;
-        let rows = tx
-            .query(&stmt, &params)
-            .await
-            .map_err(StoreError::from_pg)?;
-        let mut remaining = None;
-        let more = q.limit.is_some_and(|l| rows.len() > l);
-        if more && count_sql {
-            let (count_where, count_params) = {
-                let mut f = select::Filter::new(q.kind);
-                if let Some(ns) = q.namespace {
-                    f.namespace(ns);
-                }
-                if let Some((ns, name)) = &q.after {
-                    f.after(ns, name);
-                }
-                f.finish()
-            };
-            let p: Vec<&(dyn ToSql + Sync)> = count_params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                .collect();
-            let total: i64 = tx
-                .query_one(
-                    &format!("SELECT count(*) FROM resources WHERE {count_where}"),
-                    &p,
-                )
-                .await
-                .map_err(StoreError::from_pg)?
-                .get(0);
-            remaining = Some(total - q.limit.unwrap_or(0) as i64);
-        }
-        tx.commit().await.map_err(StoreError::from_pg)?;
-
-        let take = q.limit.unwrap_or(usize::MAX).min(rows.len());
-        let mut items = Vec::with_capacity(take);
-        for r in &rows[..take] {
-            items.push(row::object_from_row(r).map_err(|e| StoreError::Internal(e.to_string()))?);
-        }
-        let next = if more {
-            items.last().map(|o| {
-                (
-                    crate::k8s::object::namespace(o).to_string(),
-                    crate::k8s::object::name(o).to_string(),
-                )
-            })
-        } else {
-            None
-        };
-        Ok(ListPage {
-            items,
-            resource_version: rv_row.map(|r| r.get(0)).unwrap_or(0),
-            next,
-            remaining,
-        })
-    }
-
-    /// Writes a logical message and returns its WAL position: once the change stream has
-    /// delivered it, the stream has passed every commit made before this call.
+    /// Writes a logical message and returns its WAL position with the resourceVersion
+    /// counter as the same statement saw it: once the change stream has delivered the
+    /// message, the stream has passed every commit made before this call, and so the state
+    /// has reached that resourceVersion.
     ///
     /// The message is transactional on purpose. A non-transactional one is written to WAL
     /// but not flushed, and the walsender only sends flushed WAL, so it would wait for the
@@ -202,18 +88,24 @@ impl Store {
     /// A transactional message gets a transaction id, so its commit flushes WAL and wakes
     /// the walsender at once (PostgreSQL 17's `flush` argument is not in 15). The stream
     /// sees Begin, Message, Commit; applying the Commit passes the message's position.
-    pub async fn emit_sync_message(&self) -> Result<u64, StoreError> {
+    pub async fn emit_sync_message(&self) -> Result<SyncMark, StoreError> {
         let c = self.client().await?;
         let stmt = c
-            .prepare_cached("SELECT pg_logical_emit_message(true, 'ark-apiserver/sync', '')::text")
+            .prepare_cached(
+                "SELECT pg_logical_emit_message(true, 'ark-apiserver/sync', '')::text, \
+                 (SELECT value FROM resource_version_counter)",
+            )
             .await
             .map_err(StoreError::from_pg)?;
-        let lsn: String = c
-            .query_one(&stmt, &[])
-            .await
-            .map_err(StoreError::from_pg)?
-            .get(0);
-        parse_lsn(&lsn).ok_or_else(|| StoreError::Internal(format!("unexpected LSN {lsn:?}")))
+        let row = c.query_one(&stmt, &[]).await.map_err(StoreError::from_pg)?;
+        let lsn: String = row.get(0);
+        let resource_version: i64 = row.get(1);
+        let lsn = parse_lsn(&lsn)
+            .ok_or_else(|| StoreError::Internal(format!("unexpected LSN {lsn:?}")))?;
+        Ok(SyncMark {
+            lsn,
+            resource_version: resource_version.max(0) as u64,
+        })
     }
 
     pub async fn write(&self, op: WriteOp) -> Result<Written, StoreError> {

@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
-use super::error::{classify, db_message, Class, StoreError};
+use super::error::StoreError;
 use super::row::Columns;
 
 /// One write, as the registry decided it.
@@ -126,7 +126,7 @@ async fn write_batch(pool: &Pool, jobs: Vec<Job>) {
         Err(e) => {
             let err = StoreError::from_pool(e);
             for j in jobs {
-                let _ = j.reply.send(Err(clone_err(&err)));
+                let _ = j.reply.send(Err(err.clone()));
             }
             return;
         }
@@ -155,7 +155,7 @@ async fn write_batch(pool: &Pool, jobs: Vec<Job>) {
         }
         Err(e) => {
             for j in jobs {
-                let _ = j.reply.send(Err(clone_err(&e)));
+                let _ = j.reply.send(Err(e.clone()));
             }
         }
     }
@@ -206,8 +206,8 @@ async fn run_transaction(client: &Object, ops: &[&WriteOp]) -> Result<Vec<StmtRe
         .collect();
     if let Err(e) = commit_r {
         let all_ok = results.iter().all(|r| !matches!(r, StmtResult::Failed(_)));
-        return Err(if all_ok && classify(&e) == Class::Transient {
-            StoreError::OutcomeUnknown(db_message(&e))
+        return Err(if all_ok {
+            StoreError::from_commit(e)
         } else {
             StoreError::from_pg(e)
         });
@@ -280,17 +280,5 @@ async fn reply_all(client: &Object, jobs: Vec<Job>, results: Vec<StmtResult>) {
             },
         };
         let _ = job.reply.send(outcome);
-    }
-}
-
-fn clone_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::AlreadyExists => StoreError::AlreadyExists,
-        StoreError::Conflict => StoreError::Conflict,
-        StoreError::NotFound => StoreError::NotFound,
-        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
-        StoreError::OutcomeUnknown(s) => StoreError::OutcomeUnknown(s.clone()),
-        StoreError::Rejected(s) => StoreError::Rejected(s.clone()),
-        StoreError::Internal(s) => StoreError::Internal(s.clone()),
     }
 }

@@ -71,8 +71,8 @@ pub struct HistoryLimits {
 impl Default for HistoryLimits {
     fn default() -> Self {
         HistoryLimits {
-            max_age: Duration::from_secs(5 * 60),
-            max_events_per_kind: 10_000,
+            max_age: crate::config::defaults::WATCH_HISTORY,
+            max_events_per_kind: crate::config::defaults::WATCH_HISTORY_EVENTS,
         }
     }
 }

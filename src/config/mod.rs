@@ -1,5 +1,16 @@
-//! The command line: every flag also reads an environment variable, and every value is
-//! validated here, before anything connects, so a mistake is reported by name.
+//! The command line and the configuration it becomes.
+//!
+//! Every flag also reads an environment variable. The flags, the environment and
+//! `.arkrc.yaml` resolve into one [`ServeConfig`], and only [`ServeConfig::complete`], which
+//! validates every value before anything connects, makes the [`CompletedConfig`] the server
+//! starts from. Defaults live in [`defaults`], once. A new setting goes in three places: a
+//! flag in the `*Args` struct it belongs to, a field of [`ServeConfig`], and its check in
+//! `complete`.
+
+pub mod defaults;
+mod serve;
+
+pub use serve::{CompletedConfig, LoadError, ServeConfig};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +21,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
-use crate::store::connect::{DbConfig, SslMode};
+use crate::store::connect::{DbConfig, SslMode, SslModeOrigin};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,9 +108,9 @@ pub struct SlotArgs {
 /// The names of the replication slot and publication the watch reads.
 #[derive(Debug, Clone, Args)]
 pub struct StreamNames {
-    #[arg(long, env = "ARK_SLOT_NAME", default_value = "ark_cdc")]
+    #[arg(long, env = "ARK_SLOT_NAME", default_value = defaults::SLOT_NAME)]
     pub slot_name: String,
-    #[arg(long, env = "ARK_PUBLICATION_NAME", default_value = "ark_cdc")]
+    #[arg(long, env = "ARK_PUBLICATION_NAME", default_value = defaults::PUBLICATION_NAME)]
     pub publication_name: String,
 }
 
@@ -139,7 +150,7 @@ pub struct DbArgs {
     #[arg(long = "postgres-ssl-root-cert", env = "ARK_POSTGRES_SSL_ROOT_CERT")]
     pub ssl_root_cert: Option<PathBuf>,
     /// Maximum database connections in the pool.
-    #[arg(long, env = "ARK_POOL_SIZE", default_value_t = 40)]
+    #[arg(long, env = "ARK_POOL_SIZE", default_value_t = defaults::POOL_SIZE)]
     pub pool_size: usize,
     /// How each setting above was given (filled from the parsed matches by
     /// [`Cli::record_sources`]); only `config check` reads it.
@@ -166,9 +177,8 @@ pub struct ServeArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Authentication mode. Only `off` exists until delegated authentication lands; it must be chosen explicitly.
-    #[arg(long, env = "ARK_AUTH_MODE")]
-    pub auth_mode: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Do not apply migrations at start; refuse to start unless the schema is current.
     #[arg(long, env = "ARK_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
@@ -176,10 +186,18 @@ pub struct ServeArgs {
     pub names: StreamNames,
 }
 
+/// Authentication and authorization. (Delegated authentication adds its flags here.)
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Authentication mode. Only `off` exists until delegated authentication lands; it must be chosen explicitly.
+    #[arg(long, env = "ARK_AUTH_MODE")]
+    pub auth_mode: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Address to listen on.
-    #[arg(long, env = "ARK_APISERVER_BIND", default_value = "0.0.0.0:6443")]
+    #[arg(long, env = "ARK_APISERVER_BIND", default_value = defaults::BIND)]
     pub bind: String,
     /// Overrides the port of --bind.
     #[arg(long, env = "ARK_APISERVER_PORT")]
@@ -193,22 +211,23 @@ pub struct ServerArgs {
     #[arg(long, env = "ARK_CRD_DIR")]
     pub crd_dir: Option<PathBuf>,
     /// Largest request body accepted, in bytes (objects may exceed etcd's 1.5 MiB ceiling).
-    #[arg(long, env = "ARK_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "ARK_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-    /// Most API writes of one kind committed in one transaction.
-    #[arg(long, env = "ARK_WRITE_BATCH_SIZE", default_value_t = 256)]
+    /// Most API writes committed in one transaction. All writes go through one queue; the
+    /// writer commits whatever is queued, up to this many, as one batch.
+    #[arg(long, env = "ARK_WRITE_BATCH_SIZE", default_value_t = defaults::WRITE_BATCH_SIZE)]
     pub write_batch_size: usize,
     /// How long soft-deleted rows are kept before they are purged (e.g. 90s, 30m, 1h).
-    #[arg(long, env = "ARK_DELETED_RETENTION", default_value = "1h", value_parser = parse_duration)]
-    pub deleted_retention: Duration,
+    #[arg(long, env = "ARK_DELETED_RETENTION", default_value_t = DurationArg(defaults::DELETED_RETENTION))]
+    pub deleted_retention: DurationArg,
     /// How far back watches can resume (resourceVersions older than this get 410).
-    #[arg(long, env = "ARK_WATCH_HISTORY", default_value = "5m", value_parser = parse_duration)]
-    pub watch_history: Duration,
+    #[arg(long, env = "ARK_WATCH_HISTORY", default_value_t = DurationArg(defaults::WATCH_HISTORY))]
+    pub watch_history: DurationArg,
     /// Most events of one kind kept for resuming watches.
-    #[arg(long, env = "ARK_WATCH_HISTORY_EVENTS", default_value_t = 10_000)]
+    #[arg(long, env = "ARK_WATCH_HISTORY_EVENTS", default_value_t = defaults::WATCH_HISTORY_EVENTS)]
     pub watch_history_events: usize,
     /// Log filter, as RUST_LOG (e.g. info, ark_apiserver=debug).
-    #[arg(long, env = "ARK_LOG_LEVEL", default_value = "info")]
+    #[arg(long, env = "ARK_LOG_LEVEL", default_value = defaults::LOG_LEVEL)]
     pub log_level: String,
 }
 
@@ -218,7 +237,7 @@ pub struct MigrateArgs {
     pub db: DbArgs,
     /// The publication the watch reads; migrate recreates it when `slot drop` removed it,
     /// so a serving role without DDL rights can start again after a reinstall.
-    #[arg(long, env = "ARK_PUBLICATION_NAME", default_value = "ark_cdc")]
+    #[arg(long, env = "ARK_PUBLICATION_NAME", default_value = defaults::PUBLICATION_NAME)]
     pub publication_name: String,
 }
 
@@ -254,6 +273,18 @@ pub enum ConfigError {
     AuthModeUnknown(String),
     #[error("--pool-size must be at least 2 (one connection writes while others read)")]
     PoolSize,
+    #[error("{0}")]
+    SlotName(String),
+    #[error(
+        "invalid publication name {0:?}: a PostgreSQL identifier of 1 to 63 bytes without NUL"
+    )]
+    PublicationName(String),
+    #[error("{flag} must be at least 1")]
+    AtLeastOne { flag: &'static str },
+    #[error("{flag} must be longer than 0s")]
+    ZeroDuration { flag: &'static str },
+    #[error("--tls-cert-file and --tls-private-key-file go together: give both or neither")]
+    TlsPair,
 }
 
 impl DbArgs {
@@ -261,13 +292,22 @@ impl DbArgs {
         if self.pool_size < 2 {
             return Err(ConfigError::PoolSize);
         }
-        let mut ssl_mode = SslMode::from_str(self.ssl_mode.as_deref().unwrap_or("require"))
-            .map_err(ConfigError::SslMode)?;
+        let mut ssl_mode =
+            SslMode::from_str(self.ssl_mode.as_deref().unwrap_or(defaults::SSL_MODE))
+                .map_err(ConfigError::SslMode)?;
+        let mut ssl_mode_origin = match self.given("ssl_mode") {
+            _ if self.ssl_mode.is_none() => SslModeOrigin::Default {
+                url: self.database_url.is_some(),
+            },
+            Some(Given::Env) => SslModeOrigin::Setting("environment ARK_POSTGRES_SSL_MODE".into()),
+            _ => SslModeOrigin::Setting("flag --postgres-ssl-mode".into()),
+        };
         let mut root_cert = self.ssl_root_cert.clone();
         let pg = if let Some(url) = &self.database_url {
             let (rest, url_mode, url_root) = split_ssl_params(url);
             if let Some(m) = url_mode {
                 ssl_mode = SslMode::from_str(&m).map_err(ConfigError::SslMode)?;
+                ssl_mode_origin = SslModeOrigin::Url;
             }
             if url_root.is_some() {
                 root_cert = url_root.map(PathBuf::from);
@@ -279,8 +319,12 @@ impl DbArgs {
             let user = self.user.as_deref().ok_or(ConfigError::NoUser)?;
             let mut c = tokio_postgres::Config::new();
             c.host(host)
-                .port(self.postgres_port.unwrap_or(5432))
-                .dbname(self.database.as_deref().unwrap_or("ark"))
+                .port(self.postgres_port.unwrap_or(defaults::POSTGRES_PORT))
+                .dbname(
+                    self.database
+                        .as_deref()
+                        .unwrap_or(defaults::POSTGRES_DATABASE),
+                )
                 .user(user);
             let password = match (&self.password, &self.password_file) {
                 (Some(p), _) => Some(p.clone()),
@@ -306,6 +350,7 @@ impl DbArgs {
         Ok(DbConfig {
             pg,
             ssl_mode,
+            ssl_mode_origin,
             root_cert,
             pool_size: self.pool_size,
         })
@@ -419,12 +464,27 @@ impl ServerArgs {
     }
 }
 
-impl ServeArgs {
-    pub fn check_auth_mode(&self) -> Result<(), ConfigError> {
-        match self.auth_mode.as_deref() {
-            None => Err(ConfigError::AuthModeMissing),
-            Some("off") => Ok(()),
-            Some(other) => Err(ConfigError::AuthModeUnknown(other.to_string())),
+/// A duration flag: `90s`, `30m`, `1h`, `2d`, or a bare number of seconds; shown in
+/// `--help` in the largest unit that divides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub Duration);
+
+impl FromStr for DurationArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(DurationArg)
+    }
+}
+
+impl std::fmt::Display for DurationArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0.as_secs();
+        match s {
+            0 => f.write_str("0s"),
+            _ if s % 86400 == 0 => write!(f, "{}d", s / 86400),
+            _ if s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            _ if s % 60 == 0 => write!(f, "{}m", s / 60),
+            _ => write!(f, "{s}s"),
         }
     }
 }
@@ -472,21 +532,13 @@ mod tests {
     }
 
     #[test]
-    fn serve_refuses_to_start_without_an_explicit_auth_mode() {
-        let cli = Cli::try_parse_from([
-            "ark-apiserver",
-            "serve",
-            "--database-url",
-            "postgres://u@h/db",
-        ])
-        .unwrap();
-        let Command::Serve(s) = cli.command else {
-            panic!("serve")
-        };
-        assert!(matches!(
-            s.check_auth_mode(),
-            Err(ConfigError::AuthModeMissing)
-        ));
+    fn durations_show_in_their_largest_whole_unit() {
+        assert_eq!(DurationArg(Duration::from_secs(3600)).to_string(), "1h");
+        assert_eq!(DurationArg(Duration::from_secs(300)).to_string(), "5m");
+        assert_eq!(DurationArg(Duration::from_secs(90)).to_string(), "90s");
+        for d in ["1h", "5m", "90s", "2d"] {
+            assert_eq!(d.parse::<DurationArg>().unwrap().to_string(), d);
+        }
     }
 
     #[test]

@@ -1,0 +1,228 @@
+//! What `serve` (and `dev`, and the tests) start a server from.
+//!
+//! [`ServeConfig`] is every setting, plain and editable, starting from [`defaults`]. The
+//! server never takes one: it takes a [`CompletedConfig`], which only
+//! [`ServeConfig::complete`] makes, after checking every value. A value that passed there
+//! is never checked again, and a mistake is reported by its flag's name before anything
+//! connects.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{defaults, ConfigError, DevArgs, ServeArgs, ServerArgs};
+use crate::arkrc::{self, ArkrcError};
+use crate::store::connect::DbConfig;
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every request is served as if authorized. Must be chosen explicitly.
+    Off,
+}
+
+/// Every setting of a server, unvalidated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub db: DbConfig,
+    pub bind: SocketAddr,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub crd_dir: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub write_batch_size: usize,
+    pub deleted_retention: Duration,
+    pub skip_migrations: bool,
+    pub slot_name: String,
+    pub publication_name: String,
+    pub watch: crate::watch::Config,
+    pub auth: AuthMode,
+    /// How long shutdown waits for in-flight requests (writes) before closing them.
+    pub shutdown_timeout: Duration,
+}
+
+/// A configuration every value of which has been checked: the only input the server
+/// starts from. Read it through `Deref`; it cannot be changed or built another way.
+#[derive(Debug, Clone)]
+pub struct CompletedConfig(ServeConfig);
+
+impl std::ops::Deref for CompletedConfig {
+    type Target = ServeConfig;
+    fn deref(&self) -> &ServeConfig {
+        &self.0
+    }
+}
+
+/// Why `serve`'s settings could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Storage(#[from] ArkrcError),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+impl ServeConfig {
+    /// The documented defaults, for a database and an address.
+    pub fn new(db: DbConfig, bind: SocketAddr) -> Self {
+        ServeConfig {
+            db,
+            bind,
+            tls_cert_file: None,
+            tls_key_file: None,
+            crd_dir: None,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            write_batch_size: defaults::WRITE_BATCH_SIZE,
+            deleted_retention: defaults::DELETED_RETENTION,
+            skip_migrations: false,
+            slot_name: defaults::SLOT_NAME.into(),
+            publication_name: defaults::PUBLICATION_NAME.into(),
+            watch: crate::watch::Config::default(),
+            auth: AuthMode::Off,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+        }
+    }
+
+    /// `serve`: flags and environment, with the database from `.arkrc.yaml` when neither
+    /// `--database-url` nor a host is given.
+    pub fn from_serve_args(args: &ServeArgs) -> Result<Self, LoadError> {
+        let auth = match args.auth.auth_mode.as_deref() {
+            None => return Err(ConfigError::AuthModeMissing.into()),
+            Some("off") => AuthMode::Off,
+            Some(other) => return Err(ConfigError::AuthModeUnknown(other.to_string()).into()),
+        };
+        let db = arkrc::resolve(&args.db)?;
+        let mut c = Self::from_server_args(db, &args.server)?;
+        c.auth = auth;
+        c.skip_migrations = args.skip_migrations;
+        c.slot_name = args.names.slot_name.clone();
+        c.publication_name = args.names.publication_name.clone();
+        Ok(c)
+    }
+
+    /// `dev`: the embedded cluster's database; the server settings from the flags.
+    pub fn from_dev_args(db: DbConfig, args: &DevArgs) -> Result<Self, LoadError> {
+        Self::from_server_args(db, &args.server)
+    }
+
+    fn from_server_args(db: DbConfig, s: &ServerArgs) -> Result<Self, LoadError> {
+        let mut c = ServeConfig::new(db, s.bind_addr()?);
+        c.tls_cert_file = s.tls_cert_file.clone();
+        c.tls_key_file = s.tls_private_key_file.clone();
+        c.crd_dir = s.crd_dir.clone();
+        c.max_body_bytes = s.max_body_bytes;
+        c.write_batch_size = s.write_batch_size;
+        c.deleted_retention = s.deleted_retention.0;
+        c.watch.history.max_age = s.watch_history.0;
+        c.watch.history.max_events_per_kind = s.watch_history_events;
+        Ok(c)
+    }
+
+    /// Checks every value; the only way to a [`CompletedConfig`].
+    pub fn complete(self) -> Result<CompletedConfig, ConfigError> {
+        if self.db.pool_size < 2 {
+            return Err(ConfigError::PoolSize);
+        }
+        crate::cdc::slot::validate_slot_name(&self.slot_name).map_err(ConfigError::SlotName)?;
+        if self.publication_name.is_empty()
+            || self.publication_name.len() > 63
+            || self.publication_name.contains('\0')
+        {
+            return Err(ConfigError::PublicationName(self.publication_name));
+        }
+        for (flag, n) in [
+            ("--write-batch-size", self.write_batch_size),
+            (
+                "--watch-history-events",
+                self.watch.history.max_events_per_kind,
+            ),
+            ("--max-body-bytes", self.max_body_bytes),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::AtLeastOne { flag });
+            }
+        }
+        for (flag, d) in [
+            ("--watch-history", self.watch.history.max_age),
+            ("--deleted-retention", self.deleted_retention),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration { flag });
+            }
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
+        Ok(CompletedConfig(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+    use clap::Parser;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec![
+            "ark-apiserver",
+            "serve",
+            "--database-url",
+            "postgres://u@h/db?sslmode=disable",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            crate::config::Command::Serve(s) => s,
+            _ => panic!("serve"),
+        }
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_an_explicit_auth_mode() {
+        assert!(matches!(
+            ServeConfig::from_serve_args(&serve_args(&[])),
+            Err(LoadError::Invalid(ConfigError::AuthModeMissing))
+        ));
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_configs_defaults() {
+        let from_flags = ServeConfig::from_serve_args(&serve_args(&["--auth-mode", "off"]))
+            .unwrap()
+            .complete()
+            .unwrap();
+        let plain = ServeConfig::new(from_flags.db.clone(), from_flags.bind);
+        assert_eq!(from_flags.bind.to_string(), defaults::BIND);
+        assert_eq!(from_flags.max_body_bytes, plain.max_body_bytes);
+        assert_eq!(from_flags.write_batch_size, plain.write_batch_size);
+        assert_eq!(from_flags.deleted_retention, plain.deleted_retention);
+        assert_eq!(from_flags.watch, plain.watch);
+        assert_eq!(from_flags.slot_name, plain.slot_name);
+        assert_eq!(from_flags.publication_name, plain.publication_name);
+        assert_eq!(from_flags.db.pool_size, defaults::POOL_SIZE);
+    }
+
+    #[test]
+    fn invalid_values_are_named_by_their_flag() {
+        let base = || ServeConfig::from_serve_args(&serve_args(&["--auth-mode", "off"])).unwrap();
+        let mut c = base();
+        c.slot_name = "Ark-CDC".into();
+        assert!(matches!(c.complete(), Err(ConfigError::SlotName(_))));
+        let mut c = base();
+        c.publication_name = "x".repeat(64);
+        assert!(matches!(c.complete(), Err(ConfigError::PublicationName(_))));
+        let mut c = base();
+        c.write_batch_size = 0;
+        let e = c.complete().unwrap_err();
+        assert_eq!(e.to_string(), "--write-batch-size must be at least 1");
+        let mut c = base();
+        c.watch.history.max_age = Duration::ZERO;
+        assert_eq!(
+            c.complete().unwrap_err().to_string(),
+            "--watch-history must be longer than 0s"
+        );
+        let mut c = base();
+        c.tls_cert_file = Some("/cert.pem".into());
+        assert!(matches!(c.complete(), Err(ConfigError::TlsPair)));
+    }
+}
