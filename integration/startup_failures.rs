@@ -171,6 +171,77 @@ async fn connection_refused_is_retried_with_backoff_and_the_server_stays_unready
     s.kill().await;
 }
 
+/// The test cluster serves without TLS, as many in-cluster PostgreSQLs do.
+fn url_without_sslmode(db: &TestDb) -> String {
+    db.url.replace("?sslmode=disable", "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_without_sslmode_against_a_server_without_tls_exits_1_saying_it_defaults_to_require()
+{
+    let db = TestDb::new().await;
+    let (code, e) = Serve::start(&url_without_sslmode(&db), &[])
+        .exit_within(EXIT)
+        .await;
+    assert_eq!(code, 1, "{e}");
+    for needle in [
+        "does not accept TLS connections",
+        "the database URL has no sslmode, so it defaults to sslmode=require",
+        "sslmode=prefer",
+        "Fix: add sslmode=disable to the database URL",
+        "enable TLS on the server",
+    ] {
+        assert!(e.contains(needle), "{needle:?} missing from:\n{e}");
+    }
+    // The host answered: nothing may send the operator looking for a network problem.
+    assert!(!e.contains("cannot reach PostgreSQL"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_from_the_environment_is_named_when_the_server_refuses_tls() {
+    let db = TestDb::new().await;
+    let pg: tokio_postgres::Config = url_without_sslmode(&db).parse().unwrap();
+    let tokio_postgres::config::Host::Tcp(host) = &pg.get_hosts()[0] else {
+        panic!("a TCP host")
+    };
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--auth-mode",
+        "off",
+        "--port",
+        &free_port().unwrap().to_string(),
+    ])
+    .env("ARK_POSTGRES_HOST", host)
+    .env("ARK_POSTGRES_PORT", pg.get_ports()[0].to_string())
+    .env("ARK_POSTGRES_USER", pg.get_user().unwrap())
+    .env("ARK_POSTGRES_DATABASE", pg.get_dbname().unwrap())
+    .env("ARK_POSTGRES_SSL_MODE", "verify-full")
+    .env("HOME", std::env::temp_dir())
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(EXIT, cmd.output())
+        .await
+        .expect("exits")
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("TLS is required by environment ARK_POSTGRES_SSL_MODE"),
+        "{e}"
+    );
+    assert!(e.contains("set ARK_POSTGRES_SSL_MODE=disable"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_prefer_falls_back_to_plain_text_on_a_server_without_tls() {
+    let db = TestDb::new().await;
+    let url = format!("{}?sslmode=prefer", url_without_sslmode(&db));
+    let s = Serve::start(&url, &["--slot-name", &db.slot_name()]);
+    crate::stream_faults::wait_ready(&http(), &s.base, Duration::from_secs(60)).await;
+    s.kill().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_a_pg_hba_reject_exit_1_naming_the_credentials() {
     let cluster = dedicated_cluster(None).await;
