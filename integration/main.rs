@@ -12,6 +12,7 @@ mod helm_chart;
 mod kube_client;
 mod kubectl;
 mod kubectl_more;
+mod list_resource_version;
 mod postgres_tls;
 mod resource_version;
 mod semantics;

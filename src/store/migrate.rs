@@ -6,8 +6,14 @@ use tokio_postgres::Client;
 use super::error::db_message;
 
 /// Migrations in order. The number is the schema version after applying the file.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "resources", include_str!("../../sql/0001_resources.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "resources", include_str!("../../sql/0001_resources.sql")),
+    (
+        2,
+        "resource_version_starts_at_one",
+        include_str!("../../sql/0002_resource_version_starts_at_one.sql"),
+    ),
+];
 
 /// The schema version this binary writes and understands.
 pub fn latest_version() -> i32 {
