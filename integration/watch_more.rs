@@ -126,6 +126,38 @@ async fn get_of_an_item_url_with_watch_true_is_a_plain_get_as_in_kube() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_option_spelled_as_kube_reads_booleans_watches_and_false_lists() {
+    let s = TestServer::start().await;
+    let api = Api::new(&s);
+    api.create("bools", &agent("x", json!({}))).await;
+    // kube's parameter codec: anything but 0 and false (in any case) is true.
+    for v in ["True", "TRUE", "1", "t", "yes"] {
+        let mut w = api.watch(&format!("{}?watch={v}", agents("bools"))).await;
+        let ev = w.next_event().await;
+        assert_eq!(
+            tn(&ev),
+            ("ADDED".into(), "x".into()),
+            "watch={v} must be served as a watch: {ev}"
+        );
+    }
+    for v in ["false", "False", "FALSE", "0"] {
+        let list = api.list(&format!("{}?watch={v}", agents("bools"))).await;
+        assert_eq!(list["kind"], "AgentList", "watch={v} is a list: {list}");
+    }
+    // The metrics name the verb the same way.
+    let metrics = api.get("/metrics").await.1;
+    let text = metrics.as_str().unwrap_or("");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("apiserver_request_total")
+                && l.contains("verb=\"watch\"")
+                && l.contains("resource=\"agents\"")),
+        "{text}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_and_field_selectors_filter_events_and_leaving_the_selection_is_deleted() {
     let s = TestServer::start().await;
     let api = Api::new(&s);

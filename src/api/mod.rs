@@ -150,7 +150,11 @@ async fn livez() -> HttpResponse {
 
 /// Ready when the schema is in place and the database answers within a second.
 async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let verbose = req.query_string().contains("verbose");
+    // `?verbose` (kube's healthz takes the bare key); `verbose=false` turns it off.
+    let verbose = crate::k8s::query::Query::parse(req.query_string())
+        .ok()
+        .and_then(|q| q.bool("verbose"))
+        .unwrap_or(false);
     let mut checks: Vec<(&str, Result<(), String>)> = Vec::new();
     checks.push((
         "schema",

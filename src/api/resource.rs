@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::negotiate::{self, BodyType, Encoding, Output, Shape};
 use super::request_info::{self, RequestInfo};
 use super::{error_response, AppState};
+use crate::k8s::query::Query;
 use crate::k8s::resource::ResourceDef;
 use crate::k8s::status::{ApiError, Details, StatusReason};
 use crate::k8s::table::{self, IncludeObject};
@@ -35,10 +36,18 @@ pub async fn handle(
         .cloned();
     let (verb, response) = match (info, def) {
         (Some(info), Some(def)) => {
-            let verb = verb_of(req.method(), &info, &req);
-            let resp = match dispatch(&req, payload, &state, &info, &def, verb).await {
-                Ok(r) => r,
-                Err(e) => error_response(&e),
+            // A malformed query is answered 400; the verb is still named for the metrics.
+            let query = Query::parse(req.query_string());
+            let verb = verb_of(req.method(), &info, query.as_ref().ok());
+            let resp = match query {
+                Err(e) => {
+                    error_response(&ApiError::bad_request(format!("invalid query string: {e}")))
+                }
+                Ok(query) => match dispatch(&req, payload, &state, &info, &def, &query, verb).await
+                {
+                    Ok(r) => r,
+                    Err(e) => error_response(&e),
+                },
             };
             (verb, resp)
         }
@@ -67,12 +76,10 @@ pub fn not_found_page() -> ApiError {
     )
 }
 
-fn verb_of(method: &Method, info: &RequestInfo, req: &HttpRequest) -> &'static str {
-    let watch = info.watch_path
-        || req
-            .query_string()
-            .split('&')
-            .any(|kv| kv == "watch=true" || kv == "watch=1");
+/// The verb, as kube's RequestInfoFactory derives it: a GET of a collection is a watch
+/// when the `watch` option reads true (the same rule every option is parsed with).
+fn verb_of(method: &Method, info: &RequestInfo, query: Option<&Query>) -> &'static str {
+    let watch = info.watch_path || query.and_then(|q| q.bool("watch")).unwrap_or(false);
     match (method.as_str(), info.name.is_some()) {
         ("GET", false) if watch => "watch",
         ("GET", false) => "list",
@@ -107,9 +114,9 @@ async fn dispatch(
     state: &AppState,
     info: &RequestInfo,
     def: &std::sync::Arc<ResourceDef>,
+    query: &Query,
     verb: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let query = parse_query(req.query_string())?;
     // Scope: namespaced kinds are addressed inside a namespace, except for cross-namespace
     // lists; cluster-scoped kinds never are.
     match (def.namespaced, &info.namespace) {
@@ -144,17 +151,17 @@ async fn dispatch(
     match verb {
         "list" => {
             let out = negotiate::negotiate(accept, true)?;
-            let opts = ListOptions::parse(&query, def.namespaced)?;
+            let opts = ListOptions::parse(query, def.namespaced)?;
             opts.validate()?;
-            let include = IncludeObject::parse(last(&query, "includeObject"))
-                .map_err(ApiError::bad_request)?;
+            let include =
+                IncludeObject::parse(query.get("includeObject")).map_err(ApiError::bad_request)?;
             let result = reg.list(def, info.namespace.as_deref(), &opts).await?;
             Ok(render_list(def, result, out, include))
         }
         "watch" => {
             let mut out = negotiate::negotiate_watch(accept)?;
             out.encoding = Encoding::Json;
-            let mut opts = ListOptions::parse(&query, def.namespaced)?;
+            let mut opts = ListOptions::parse(query, def.namespaced)?;
             opts.validate()?;
             if let Some(name) = &info.name {
                 // Watching one object is watching the collection for that name, as in kube.
@@ -185,9 +192,9 @@ async fn dispatch(
         }
         "get" => {
             let out = negotiate::negotiate(accept, false)?;
-            let include = IncludeObject::parse(last(&query, "includeObject"))
-                .map_err(ApiError::bad_request)?;
-            let rv = last(&query, "resourceVersion").filter(|s| !s.is_empty());
+            let include =
+                IncludeObject::parse(query.get("includeObject")).map_err(ApiError::bad_request)?;
+            let rv = query.non_empty("resourceVersion");
             let obj = reg.get(def, ns, name, rv).await?;
             Ok(match out.shape {
                 // The object's JSON was serialized once when it entered the state.
@@ -199,7 +206,7 @@ async fn dispatch(
         }
         "create" => {
             let out = negotiate::negotiate(accept, false)?;
-            let opts = WriteOptions::parse(&query, user_agent)?;
+            let opts = WriteOptions::parse(query, user_agent)?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
             let obj = reg.create(def, ns, body, &opts).await?;
             Ok(render_object(
@@ -212,7 +219,7 @@ async fn dispatch(
         }
         "update" => {
             let out = negotiate::negotiate(accept, false)?;
-            let opts = WriteOptions::parse(&query, user_agent)?;
+            let opts = WriteOptions::parse(query, user_agent)?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
             let obj = reg.update(def, ns, name, body, sub, &opts).await?;
             Ok(render_object(
@@ -225,7 +232,7 @@ async fn dispatch(
         }
         "patch" => {
             let out = negotiate::negotiate(accept, false)?;
-            let opts = WriteOptions::parse(&query, user_agent)?;
+            let opts = WriteOptions::parse(query, user_agent)?;
             let kind = match negotiate::body_type(content_type) {
                 BodyType::JsonPatch => PatchKind::Json,
                 BodyType::MergePatch => PatchKind::Merge,
@@ -243,9 +250,9 @@ async fn dispatch(
         }
         "delete" => {
             let out = negotiate::negotiate(accept, false)?;
-            let mut opts = WriteOptions::parse(&query, user_agent)?;
+            let mut opts = WriteOptions::parse(query, user_agent)?;
             let body = read_body(payload, state.max_body_bytes).await?;
-            let del = DeleteOptions::parse(&body, &query)?;
+            let del = DeleteOptions::parse(&body, query)?;
             opts.dry_run |= del.dry_run;
             let obj = reg.delete(def, ns, name, &del, &opts).await?;
             Ok(render_object(
@@ -258,10 +265,10 @@ async fn dispatch(
         }
         "deletecollection" => {
             let out = negotiate::negotiate(accept, true)?;
-            let mut opts = WriteOptions::parse(&query, user_agent)?;
-            let list_opts = ListOptions::parse(&query, def.namespaced)?;
+            let mut opts = WriteOptions::parse(query, user_agent)?;
+            let list_opts = ListOptions::parse(query, def.namespaced)?;
             let body = read_body(payload, state.max_body_bytes).await?;
-            let del = DeleteOptions::parse(&body, &query)?;
+            let del = DeleteOptions::parse(&body, query)?;
             opts.dry_run |= del.dry_run;
             let items = reg
                 .delete_collection(def, info.namespace.as_deref(), &list_opts, &del, &opts)
@@ -271,50 +278,6 @@ async fn dispatch(
         }
         _ => Err(method_not_allowed(def)),
     }
-}
-
-fn last<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Query parameters, percent-decoded. A malformed query is the client's error.
-pub fn parse_query(qs: &str) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded_pairs(qs)
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
-}
-
-fn serde_urlencoded_pairs(qs: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for part in qs.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        out.push((percent_decode(k)?, percent_decode(v)?));
-    }
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .ok_or_else(|| format!("truncated escape in {s:?}"))?;
-                let hex = std::str::from_utf8(hex).map_err(|_| format!("bad escape in {s:?}"))?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad escape in {s:?}"))?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 after decoding"))
 }
 
 /// Reads the body, refusing more than `limit` bytes with 413 before buffering them.
@@ -447,17 +410,4 @@ fn render_list(
         }
     };
     encode(&out, &v, StatusCode::OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_are_percent_decoded() {
-        let q = parse_query("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5").unwrap();
-        assert_eq!(q[0], ("labelSelector".into(), "app=web,tier in (a)".into()));
-        assert_eq!(q[1], ("limit".into(), "5".into()));
-        assert_eq!(parse_query("x=%zz").unwrap_err().code, 400);
-    }
 }

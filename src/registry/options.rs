@@ -5,6 +5,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::k8s::object;
+use crate::k8s::query::Query;
 use crate::k8s::resource::ResourceDef;
 use crate::k8s::selector::{FieldSelector, LabelSelector};
 use crate::k8s::status::{ApiError, FieldError, ResourceRef};
@@ -14,35 +15,8 @@ use crate::k8s::status::{ApiError, FieldError, ResourceRef};
 pub const SELECTABLE_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
 const CLUSTER_SELECTABLE_FIELDS: &[&str] = &["metadata.name"];
 
-fn last<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-fn parse_bool(q: &[(String, String)], key: &str) -> Result<Option<bool>, ApiError> {
-    match last(q, key) {
-        None => Ok(None),
-        Some("true" | "1" | "True" | "TRUE" | "t" | "T") => Ok(Some(true)),
-        Some("false" | "0" | "False" | "FALSE" | "f" | "F" | "") => Ok(Some(false)),
-        Some(v) => Err(ApiError::bad_request(format!(
-            "invalid boolean value {v:?} for query parameter {key:?}"
-        ))),
-    }
-}
-
-fn parse_int(q: &[(String, String)], key: &str) -> Result<Option<i64>, ApiError> {
-    last(q, key)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "invalid integer value {v:?} for query parameter {key:?}"
-                ))
-            })
-        })
-        .transpose()
+fn int(q: &Query, key: &str) -> Result<Option<i64>, ApiError> {
+    q.int(key).map_err(ApiError::bad_request)
 }
 
 #[derive(Debug, Clone)]
@@ -60,21 +34,21 @@ pub struct ListOptions {
 }
 
 impl ListOptions {
-    pub fn parse(q: &[(String, String)], namespaced: bool) -> Result<Self, ApiError> {
+    pub fn parse(q: &Query, namespaced: bool) -> Result<Self, ApiError> {
         let selectable = if namespaced {
             SELECTABLE_FIELDS
         } else {
             CLUSTER_SELECTABLE_FIELDS
         };
-        let labels = match last(q, "labelSelector") {
+        let labels = match q.get("labelSelector") {
             Some(s) => LabelSelector::parse(s).map_err(ApiError::bad_request)?,
             None => LabelSelector::everything(),
         };
-        let fields = match last(q, "fieldSelector") {
+        let fields = match q.get("fieldSelector") {
             Some(s) => FieldSelector::parse(s, selectable).map_err(ApiError::bad_request)?,
             None => FieldSelector::parse("", selectable).map_err(ApiError::bad_request)?,
         };
-        let limit = match parse_int(q, "limit")? {
+        let limit = match int(q, "limit")? {
             None | Some(0) => None,
             Some(n) if n < 0 => {
                 return Err(ApiError::bad_request(format!(
@@ -83,15 +57,9 @@ impl ListOptions {
             }
             Some(n) => Some(n as usize),
         };
-        let continue_token = last(q, "continue")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let resource_version = last(q, "resourceVersion")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let resource_version_match = last(q, "resourceVersionMatch")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        let continue_token = q.non_empty("continue").map(str::to_string);
+        let resource_version = q.non_empty("resourceVersion").map(str::to_string);
+        let resource_version_match = q.non_empty("resourceVersionMatch").map(str::to_string);
         if continue_token.is_some() && resource_version.as_deref().is_some_and(|v| v != "0") {
             return Err(ApiError::bad_request(
                 "specifying resource version is not allowed when using continue",
@@ -118,10 +86,10 @@ impl ListOptions {
             continue_token,
             resource_version,
             resource_version_match,
-            watch: parse_bool(q, "watch")?.unwrap_or(false),
-            timeout_seconds: parse_int(q, "timeoutSeconds")?,
-            allow_watch_bookmarks: parse_bool(q, "allowWatchBookmarks")?.unwrap_or(false),
-            send_initial_events: parse_bool(q, "sendInitialEvents")?,
+            watch: q.bool("watch").unwrap_or(false),
+            timeout_seconds: int(q, "timeoutSeconds")?,
+            allow_watch_bookmarks: q.bool("allowWatchBookmarks").unwrap_or(false),
+            send_initial_events: q.bool("sendInitialEvents"),
         })
     }
 }
@@ -201,22 +169,20 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    pub fn parse(q: &[(String, String)], user_agent: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(q: &Query, user_agent: Option<&str>) -> Result<Self, ApiError> {
         let mut dry_run = false;
-        for (k, v) in q {
-            if k == "dryRun" {
-                match v.as_str() {
-                    "All" => dry_run = true,
-                    "" => {}
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
-                        )));
-                    }
+        for v in q.all("dryRun") {
+            match v {
+                "All" => dry_run = true,
+                "" => {}
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+                    )));
                 }
             }
         }
-        let field_manager = match last(q, "fieldManager") {
+        let field_manager = match q.get("fieldManager") {
             Some(m) if !m.is_empty() => {
                 if m.len() > 128 {
                     return Err(ApiError::bad_request(format!(
@@ -255,11 +221,11 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     /// From an optional `DeleteOptions` body and query parameters (the body wins, as in kube).
-    pub fn parse(body: &[u8], q: &[(String, String)]) -> Result<Self, ApiError> {
+    pub fn parse(body: &[u8], q: &Query) -> Result<Self, ApiError> {
         let mut o = DeleteOptions {
-            propagation_policy: last(q, "propagationPolicy").map(str::to_string),
-            orphan_dependents: parse_bool(q, "orphanDependents")?,
-            grace_period_seconds: parse_int(q, "gracePeriodSeconds")?,
+            propagation_policy: q.get("propagationPolicy").map(str::to_string),
+            orphan_dependents: q.bool("orphanDependents"),
+            grace_period_seconds: int(q, "gracePeriodSeconds")?,
             ..Default::default()
         };
         if !body.iter().all(u8::is_ascii_whitespace) {
@@ -443,11 +409,9 @@ mod tests {
             .starts_with("invalid continue token: continue key is not valid"));
     }
 
-    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn q(pairs: &[(&str, &str)]) -> Query {
+        let qs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Query::parse(&qs.join("&")).unwrap()
     }
 
     #[test]
@@ -504,19 +468,26 @@ mod tests {
 
     #[test]
     fn unknown_dry_run_value_is_rejected() {
-        let q = vec![("dryRun".to_string(), "Some".to_string())];
-        assert_eq!(WriteOptions::parse(&q, None).unwrap_err().code, 400);
-        let q = vec![("dryRun".to_string(), "All".to_string())];
+        assert_eq!(
+            WriteOptions::parse(&q(&[("dryRun", "Some")]), None)
+                .unwrap_err()
+                .code,
+            400
+        );
         assert!(
-            WriteOptions::parse(&q, Some("kubectl/v1.35.0 (linux/amd64)"))
-                .unwrap()
-                .dry_run
+            WriteOptions::parse(
+                &q(&[("dryRun", "All")]),
+                Some("kubectl/v1.35.0 (linux/amd64)")
+            )
+            .unwrap()
+            .dry_run
         );
     }
 
     #[test]
     fn field_manager_defaults_to_user_agent_prefix() {
-        let o = WriteOptions::parse(&[], Some("kubectl/v1.35.0 (linux/amd64)")).unwrap();
+        let o =
+            WriteOptions::parse(&Query::default(), Some("kubectl/v1.35.0 (linux/amd64)")).unwrap();
         assert_eq!(o.field_manager, "kubectl");
     }
 
@@ -525,13 +496,13 @@ mod tests {
         assert!(
             DeleteOptions::parse(
                 br#"{"propagationPolicy":"Background","dryRun":["All"]}"#,
-                &[]
+                &Query::default()
             )
             .unwrap()
             .dry_run
         );
         assert_eq!(
-            DeleteOptions::parse(br#"{"dryRun":["Some"]}"#, &[])
+            DeleteOptions::parse(br#"{"dryRun":["Some"]}"#, &Query::default())
                 .unwrap_err()
                 .code,
             400
@@ -540,9 +511,11 @@ mod tests {
 
     #[test]
     fn orphan_policy_adds_the_orphan_finalizer() {
-        let o = DeleteOptions::parse(br#"{"propagationPolicy":"Orphan"}"#, &[]).unwrap();
+        let o =
+            DeleteOptions::parse(br#"{"propagationPolicy":"Orphan"}"#, &Query::default()).unwrap();
         assert_eq!(o.gc_finalizer(), Some("orphan"));
-        let e = DeleteOptions::parse(br#"{"propagationPolicy":"Sideways"}"#, &[]).unwrap_err();
+        let e = DeleteOptions::parse(br#"{"propagationPolicy":"Sideways"}"#, &Query::default())
+            .unwrap_err();
         assert_eq!(e.code, 422);
     }
 }
