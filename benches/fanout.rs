@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 
 use ark_apiserver::k8s::selector::{FieldSelector, LabelSelector};
 use ark_apiserver::watch::{
-    Change, Config, EventType, Obj, Rv, Start, State, Watch, WatchItem, WatchRequest,
+    Change, Config, EventType, Frame, Obj, Rv, Start, State, Watch, WatchItem, WatchRequest,
 };
 
 const SIZES: [usize; 3] = [1, 200, 10_000];
@@ -125,7 +125,7 @@ fn changed(rv: Rv) -> Arc<Obj> {
 }
 
 /// A JSON watch frame, as `api/watch.rs` writes one from the object's stored JSON.
-fn frame(ty: EventType, obj: &Obj) -> Bytes {
+fn frame(ty: EventType, obj: &Obj) -> Frame {
     let json = obj.json();
     let mut b = Vec::with_capacity(json.len() + 32);
     b.extend_from_slice(b"{\"type\":\"");
@@ -133,7 +133,7 @@ fn frame(ty: EventType, obj: &Obj) -> Bytes {
     b.extend_from_slice(b"\",\"object\":");
     b.extend_from_slice(json);
     b.extend_from_slice(b"}\n");
-    Bytes::from(b)
+    Ok(Bytes::from(b))
 }
 
 /// What the tasks report to the bench.
@@ -177,7 +177,7 @@ async fn watcher(mut w: Watch, state: State, mut reported: Rv, progress: Arc<Pro
         match item {
             Some(WatchItem::Event(ev)) => {
                 progress.received.fetch_add(1, Ordering::Relaxed);
-                black_box(ev.encoded(ENC_JSON, frame));
+                let _ = black_box(ev.encoded(ENC_JSON, frame));
             }
             Some(_) => {}
             None => return,
@@ -287,7 +287,7 @@ impl Drained {
             while let Some(item) = w.try_next() {
                 if let WatchItem::Event(ev) = item {
                     received += 1;
-                    black_box(ev.encoded(ENC_JSON, frame));
+                    let _ = black_box(ev.encoded(ENC_JSON, frame));
                 }
             }
         }

@@ -319,16 +319,27 @@ async fn read_object(
     }
 }
 
-fn encode(out: &Output, v: &Value, status: StatusCode) -> HttpResponse {
+/// The response body in the negotiated encoding. A value that cannot be encoded is the
+/// server's failure: 500 with a Status (in JSON, which always encodes), and the cause logged.
+fn encode<T: serde::Serialize>(out: &Output, v: &T, status: StatusCode) -> HttpResponse {
     let body = match out.encoding {
-        Encoding::Json => serde_json::to_vec(v).unwrap_or_default(),
+        Encoding::Json => serde_json::to_vec(v).map_err(|e| e.to_string()),
         Encoding::Yaml => serde_saphyr::to_string(v)
             .map(String::into_bytes)
-            .unwrap_or_default(),
+            .map_err(|e| e.to_string()),
     };
-    HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, out.content_type()))
-        .body(body)
+    match body {
+        Ok(body) => HttpResponse::build(status)
+            .insert_header((header::CONTENT_TYPE, out.content_type()))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, content_type = %out.content_type(), "a response could not be encoded");
+            error_response(&ApiError::internal(format!(
+                "the response could not be encoded as {}: {e}",
+                out.content_type()
+            )))
+        }
+    }
 }
 
 fn render_object(
@@ -410,4 +421,45 @@ fn render_list(
         }
     };
     encode(&out, &v, StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value no encoder can write.
+    struct Unencodable;
+
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value has no wire form"))
+        }
+    }
+
+    #[test]
+    fn a_body_that_cannot_be_encoded_is_a_500_status_not_an_empty_200() {
+        for encoding in [Encoding::Json, Encoding::Yaml] {
+            let out = Output {
+                encoding,
+                shape: Shape::Plain,
+            };
+            let resp = encode(&out, &Unencodable, StatusCode::OK);
+            assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = actix_web::body::to_bytes(resp.into_body());
+            let body = futures_util::FutureExt::now_or_never(body)
+                .expect("a buffered body")
+                .unwrap_or_default();
+            let status: Value = serde_json::from_slice(&body).expect("a JSON Status");
+            assert_eq!(status["kind"], "Status");
+            assert_eq!(status["reason"], "InternalError");
+            assert_eq!(status["code"], 500);
+            assert!(
+                status["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("this value has no wire form"),
+                "{status}"
+            );
+        }
+    }
 }

@@ -6,14 +6,17 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
 use super::negotiate::{Output, Shape};
 use crate::k8s::resource::ResourceDef;
 use crate::k8s::status::{ApiError, Details};
 use crate::k8s::table::{self, IncludeObject};
 use crate::registry::ListOptions;
-use crate::watch::{EventType, Start, State, Watch, WatchEnd, WatchError, WatchItem, WatchRequest};
+use crate::watch::{
+    EncodeError, EventType, Frame, Start, State, Watch, WatchEnd, WatchError, WatchItem,
+    WatchRequest,
+};
 
 /// How long a watch from a resourceVersion the state has not reached waits for it (kube: 3 s).
 const TOO_NEW_WAIT: Duration = Duration::from_secs(3);
@@ -101,15 +104,24 @@ pub async fn serve(
 }
 
 fn expired_event(requested: u64, oldest: u64) -> Bytes {
-    let status =
-        ApiError::gone(format!("too old resource version: {requested} ({oldest})")).to_status();
-    line(&json!({"type": "ERROR", "object": status}))
+    error_event(&ApiError::gone(format!(
+        "too old resource version: {requested} ({oldest})"
+    )))
 }
 
-fn line(v: &Value) -> Bytes {
-    let mut b = serde_json::to_vec(v).unwrap_or_default();
-    b.push(b'\n');
+/// `{"type":"ERROR","object":<Status>}\n`: how a watch ends with a reason.
+fn error_event(e: &ApiError) -> Bytes {
+    let mut b = json!({"type": "ERROR", "object": e.to_status()}).to_string();
+    b.push('\n');
     Bytes::from(b)
+}
+
+/// One JSON line. Serializing can fail only for values that are not JSON at all; such a
+/// failure ends the watch with an ERROR event instead of sending a broken line.
+fn line<T: serde::Serialize + ?Sized>(v: &T) -> Frame {
+    let mut b = serde_json::to_vec(v).map_err(|e| EncodeError(e.to_string().into()))?;
+    b.push(b'\n');
+    Ok(Bytes::from(b))
 }
 
 fn type_name(t: EventType) -> &'static str {
@@ -140,9 +152,9 @@ fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Bytes {
             json!({"k8s.io/initial-events-end": "true"}),
         );
     }
-    line(
-        &json!({"type": "BOOKMARK", "object": {"apiVersion": def.api_version, "kind": def.kind, "metadata": meta}}),
-    )
+    let mut b = json!({"type": "BOOKMARK", "object": {"apiVersion": def.api_version, "kind": def.kind, "metadata": meta}}).to_string();
+    b.push('\n');
+    Bytes::from(b)
 }
 
 /// Everything one watch response carries between items.
@@ -191,7 +203,11 @@ async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
         tokio::select! {
             item = s.w.next() => {
                 let bytes = match item? {
-                    WatchItem::Event(ev) => Some(encode(&ev, &s.def, s.out)),
+                    WatchItem::Event(ev) => {
+                        let (bytes, last) = frame_or_end(encode(&ev, &s.def, s.out), &s.def);
+                        s.done |= last;
+                        Some(bytes)
+                    }
                     WatchItem::Bookmark(rv) => s.bookmarks.then(|| bookmark(&s.def, rv, false)),
                     WatchItem::InitialEventsEnd(rv) => s.announce_initial_end.then(|| bookmark(&s.def, rv, true)),
                     WatchItem::Error(WatchEnd::Expired { requested, oldest }) => {
@@ -209,7 +225,7 @@ async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
                             1,
                         );
                         e.details = Some(Box::new(Details { retry_after_seconds: Some(1), ..Default::default() }));
-                        Some(line(&json!({"type": "ERROR", "object": e.to_status()})))
+                        Some(error_event(&e))
                     }
                 };
                 if s.w.is_ended() {
@@ -235,7 +251,21 @@ async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
     }
 }
 
-fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Bytes {
+/// The bytes to send for an encoded event, and whether the watch ends with them: an event
+/// that could not be encoded ends the watch with an ERROR event (500) rather than a broken
+/// or empty line, and the cause is logged. The client resumes from its last resourceVersion.
+fn frame_or_end(frame: Frame, def: &ResourceDef) -> (Bytes, bool) {
+    match frame {
+        Ok(b) => (b, false),
+        Err(e) => {
+            tracing::error!(error = %e, kind = %def.kind, "a watch event could not be encoded; ending the watch");
+            let status = ApiError::internal(format!("the watch event could not be encoded: {e}"));
+            (error_event(&status), true)
+        }
+    }
+}
+
+fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Frame {
     match out.shape {
         Shape::Table(version) => {
             let key = if version == "v1" {
@@ -270,6 +300,46 @@ fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Byte
                 line(&json!({"type": type_name(t), "object": table::partial_object_metadata(&obj.value(), version)}))
             })
         }
-        Shape::Plain => ev.encoded(ENC_JSON, |t, obj| json_event(t, obj.json())),
+        Shape::Plain => ev.encoded(ENC_JSON, |t, obj| Ok(json_event(t, obj.json()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_that_cannot_be_encoded_ends_the_watch_with_an_error_event() {
+        let def = crate::k8s::resource::Resources::builtin()
+            .unwrap()
+            .get("v1alpha1", "agents")
+            .cloned()
+            .unwrap();
+        let (bytes, last) = frame_or_end(Err(EncodeError("no wire form".into())), &def);
+        assert!(last, "the watch ends after the ERROR event");
+        assert!(bytes.ends_with(b"\n"));
+        let ev: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(ev["type"], "ERROR");
+        assert_eq!(ev["object"]["kind"], "Status");
+        assert_eq!(ev["object"]["code"], 500);
+        assert_eq!(ev["object"]["reason"], "InternalError");
+        assert!(ev["object"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no wire form"));
+        let (ok, last) = frame_or_end(Ok(Bytes::from_static(b"{}\n")), &def);
+        assert_eq!((ok.as_ref(), last), (&b"{}\n"[..], false));
+    }
+
+    #[test]
+    fn a_line_of_an_unencodable_value_is_an_error_not_an_empty_line() {
+        struct Unencodable;
+        impl serde::Serialize for Unencodable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no wire form"))
+            }
+        }
+        assert!(line(&Unencodable).is_err());
+        assert_eq!(line(&json!({"a": 1})).unwrap().as_ref(), b"{\"a\":1}\n");
     }
 }

@@ -54,7 +54,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 pub use apply::ApplyOutcome;
-pub use object::{Change, Event, EventType, Obj, ObjError, Rv};
+pub use object::{Change, EncodeError, Event, EventType, Frame, Obj, ObjError, Rv};
 pub use snapshot::Snapshot;
 pub use stream::{Start, Watch, WatchEnd, WatchError, WatchEvent, WatchItem, WatchRequest};
 

@@ -159,12 +159,6 @@ impl Obj {
         self.labels.as_ref()
     }
 
-    /// Another encoding of this object (YAML, a Table row, a watch frame ...), made once per
-    /// `key` and kept as long as the object lives. `key` is the API's choice of format.
-    pub fn encoded(&self, key: u8, make: impl FnOnce() -> Bytes) -> Bytes {
-        self.encodings.get_or_make(slot(key, Variant::Object), make)
-    }
-
     /// The same object with another `metadata.resourceVersion` (kube sends a deleted or
     /// filtered-out object with the resourceVersion of the event that removed it).
     pub fn with_rv(&self, rv: Rv) -> Obj {
@@ -193,7 +187,7 @@ impl Obj {
         (self.namespace.clone(), self.name.clone())
     }
 
-    pub(crate) fn initial_frame(&self, key: u8, make: impl FnOnce() -> Bytes) -> Bytes {
+    pub(crate) fn initial_frame(&self, key: u8, make: impl FnOnce() -> Frame) -> Frame {
         self.encodings
             .get_or_make(slot(key, Variant::InitialAdded), make)
     }
@@ -297,13 +291,6 @@ impl Event {
         self.prev.as_ref()
     }
 
-    /// This event's bytes in one format, made once and shared by every watcher that is
-    /// sent the event as it is stored (same type, same object).
-    pub fn encoded(&self, key: u8, make: impl FnOnce() -> Bytes) -> Bytes {
-        self.encodings
-            .get_or_make(slot(key, Variant::Stored(self.ty)), make)
-    }
-
     pub(crate) fn at(&self) -> Instant {
         self.at
     }
@@ -330,8 +317,8 @@ impl Event {
         key: u8,
         ty: EventType,
         from_prev: bool,
-        make: impl FnOnce() -> Bytes,
-    ) -> Bytes {
+        make: impl FnOnce() -> Frame,
+    ) -> Frame {
         let variant = if from_prev {
             Variant::PrevAtRv(ty)
         } else {
@@ -349,7 +336,6 @@ impl fmt::Debug for Event {
 
 #[derive(Clone, Copy)]
 enum Variant {
-    Object,
     InitialAdded,
     Stored(EventType),
     PrevAtRv(EventType),
@@ -358,7 +344,6 @@ enum Variant {
 fn slot(key: u8, variant: Variant) -> u16 {
     let t = |ty: EventType| ty as u16;
     let v = match variant {
-        Variant::Object => 0,
         Variant::InitialAdded => 1,
         Variant::Stored(ty) => 2 + t(ty),
         Variant::PrevAtRv(ty) => 5 + t(ty),
@@ -369,10 +354,26 @@ fn slot(key: u8, variant: Variant) -> u16 {
 /// Encodings made on demand, each exactly once: concurrent callers of one slot wait for
 /// the first maker instead of encoding again.
 #[derive(Default)]
-struct Encodings(Mutex<Vec<(u16, Arc<OnceLock<Bytes>>)>>);
+struct Encodings(Mutex<Vec<(u16, Arc<OnceLock<Frame>>)>>);
+
+/// An event encoded for the wire, or why it could not be. A failure is kept like a
+/// success: the same input fails the same way for every watcher.
+pub type Frame = Result<Bytes, EncodeError>;
+
+/// Why an event could not be encoded in a format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError(pub Arc<str>);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
 
 impl Encodings {
-    fn get_or_make(&self, slot: u16, make: impl FnOnce() -> Bytes) -> Bytes {
+    fn get_or_make(&self, slot: u16, make: impl FnOnce() -> Frame) -> Frame {
         let cell = {
             let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             match slots.iter().find(|(s, _)| *s == slot) {

@@ -4,10 +4,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::object::{Event, EventType, Obj, Rv};
+use super::object::{Event, EventType, Frame, Obj, Rv};
 use super::snapshot::{Filter, Key, Snapshot};
 use super::{Inner, KindSignal};
 use crate::k8s::selector::{FieldSelector, LabelSelector};
@@ -120,7 +119,7 @@ impl WatchEvent {
     /// The frame for this (type, object) in one format, made once and shared by every
     /// watcher sent the same thing: cached on the event, or on the object for the
     /// synthetic ADDED of initial states.
-    pub fn encoded(&self, key: u8, make: impl FnOnce(EventType, &Obj) -> Bytes) -> Bytes {
+    pub fn encoded(&self, key: u8, make: impl FnOnce(EventType, &Obj) -> Frame) -> Frame {
         let ty = self.ty;
         let obj = &self.obj;
         match &self.source {

@@ -373,7 +373,7 @@ fn encodings_are_made_once_and_shared_by_watchers() {
             let mut frame = format!("{{\"type\":\"{}\",\"object\":", ty.as_str()).into_bytes();
             frame.extend_from_slice(obj.json());
             frame.push(b'}');
-            Bytes::from(frame)
+            Ok(Bytes::from(frame))
         })),
         _ => None,
     };
@@ -385,5 +385,8 @@ fn encodings_are_made_once_and_shared_by_watchers() {
         2,
         "one ADDED frame, one MODIFIED frame"
     );
-    assert!(f1[1].starts_with(b"{\"type\":\"MODIFIED\""));
+    assert!(f1[1]
+        .as_ref()
+        .unwrap()
+        .starts_with(b"{\"type\":\"MODIFIED\""));
 }
