@@ -46,3 +46,148 @@ async fn consistent_reads_do_not_wait_for_the_wal_writer() {
     );
     server.stop().await;
 }
+
+/// Sends SIGSTOP or SIGCONT to a PostgreSQL backend.
+fn signal(pid: i32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_costs_each_consistent_read_its_own_timeout_not_the_ones_ahead_of_it() {
+    let cluster = dedicated_cluster(None).await;
+    let server = TestServer::start_on(cluster_db(&cluster)).await;
+    let http = server.http();
+    let base = format!(
+        "{}/apis/ark.mckinsey.com/v1alpha1/namespaces/default/agents",
+        server.base_url()
+    );
+    let admin = server.db.client().await;
+    let pid: i32 = admin
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&server.db.slot_name()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // The walsender stops sending: the database answers, the stream does not move.
+    signal(pid, "-STOP");
+    let start = Instant::now();
+    let reads: Vec<_> = (0..4)
+        .map(|i| {
+            let (http, base) = (http.clone(), base.clone());
+            tokio::spawn(async move {
+                // Staggered, so that each arrives while the one before it is waiting.
+                tokio::time::sleep(Duration::from_millis(200 * i)).await;
+                let r = http
+                    .get(&base)
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+                    .unwrap();
+                let code = r.status().as_u16();
+                let retry = r.headers().get("retry-after").is_some();
+                let body: serde_json::Value = r.json().await.unwrap();
+                (code, retry, body, start.elapsed())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for r in reads {
+        results.push(r.await.unwrap());
+    }
+    signal(pid, "-CONT");
+    for (code, retry, body, took) in &results {
+        // Each read gives up after its own 5 s timeout; queued behind the others' timeouts
+        // the fourth would answer after about 20 s.
+        assert!(
+            *took < Duration::from_secs(10),
+            "a consistent read answered after {took:?}: reads are waiting on each other"
+        );
+        match code {
+            504 => {
+                assert_eq!(body["reason"], "Timeout", "{body}");
+                assert!(
+                    body["message"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("Too large resource version: "),
+                    "{body}"
+                );
+                assert!(retry, "a 504 says when to retry");
+            }
+            // The stream may have noticed the stall and gone down meanwhile.
+            503 => assert_eq!(body["reason"], "ServiceUnavailable", "{body}"),
+            other => panic!("a read with a stalled stream answered {other}: {body}"),
+        }
+    }
+    // Once the stream moves again, reads are served again.
+    crate::stream_faults::eventually("a consistent read", Duration::from_secs(30), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http.get(&base).send().await.map_err(|e| e.to_string())?;
+            match r.status().as_u16() {
+                200 => Ok(()),
+                c => Err(format!("{c}")),
+            }
+        }
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consistent_reads_share_round_trips() {
+    let cluster = dedicated_cluster(None).await;
+    let server = TestServer::start_on(cluster_db(&cluster)).await;
+    let http = server.http();
+    let url = format!(
+        "{}/apis/ark.mckinsey.com/v1alpha1/namespaces/default/agents",
+        server.base_url()
+    );
+    let burst = |n: usize| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (http, url) = (http.clone(), url.clone());
+                tokio::spawn(async move { http.get(&url).send().await.unwrap().status() })
+            })
+            .collect();
+        async move {
+            for h in handles {
+                assert_eq!(h.await.unwrap(), 200);
+            }
+        }
+    };
+    // Connections first, so that the measured burst arrives together.
+    burst(40).await;
+    let admin = server.db.client().await;
+    admin
+        .batch_execute("SELECT pg_create_logical_replication_slot('count_marks', 'test_decoding')")
+        .await
+        .unwrap();
+    burst(40).await;
+    let marks: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_logical_slot_get_changes('count_marks', NULL, NULL) \
+             WHERE data LIKE 'message: transactional: 1 prefix: ark-apiserver/sync%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute("SELECT pg_drop_replication_slot('count_marks')")
+        .await
+        .unwrap();
+    eprintln!("40 concurrent consistent reads wrote {marks} read points");
+    assert!(
+        (1..=20).contains(&marks),
+        "40 concurrent consistent reads wrote {marks} read points; they should share them"
+    );
+    server.stop().await;
+}
