@@ -14,6 +14,7 @@ mod kubectl;
 mod kubectl_more;
 mod list_resource_version;
 mod postgres_tls;
+mod readiness;
 mod resource_version;
 mod semantics;
 mod slots;

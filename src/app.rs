@@ -205,7 +205,7 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     };
     let stream = tokio::spawn(run_stream(
         stream_cfg,
-        store.pool().clone(),
+        store.clone(),
         watch_state,
         stream_status.clone(),
         readiness.clone(),
@@ -263,7 +263,7 @@ async fn init_database(
 /// The change stream starts once the schema (and with it the publication) is in place.
 async fn run_stream(
     cfg: StreamConfig,
-    pool: deadpool_postgres::Pool,
+    store: Arc<Store>,
     state: Arc<crate::watch::State>,
     status: Arc<StreamStatus>,
     readiness: Arc<Readiness>,
@@ -271,7 +271,7 @@ async fn run_stream(
     while !readiness.schema_ready.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    crate::cdc::stream::run(cfg, pool, state, status).await
+    crate::cdc::stream::run(cfg, store, state, status).await
 }
 
 async fn purge_loop(store: Arc<Store>, readiness: Arc<Readiness>, retention: Duration) {

@@ -231,6 +231,12 @@ impl Layout {
         })
     }
 
+    /// The row's resourceVersion alone, read without decoding the rest: a replayed change
+    /// (at or below the state's resourceVersion) is skipped on this.
+    pub fn resource_version(&self, t: &TupleData) -> Result<i64, RowError> {
+        int8(value(t, self.idx[5]), "resource_version")
+    }
+
     /// The uid of a Delete's key tuple (the primary key is the only column sent).
     pub fn key_uid(&self, t: &TupleData) -> Result<Uuid, RowError> {
         let b = req(bytes(value(t, self.idx[0]), "uid")?, "uid")?;

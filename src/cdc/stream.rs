@@ -31,6 +31,7 @@ use super::status::StreamStatus;
 use crate::pgoutput::{Decoder, Message, ProtocolVersion};
 use crate::store::connect::{DbConfig, SslMode};
 use crate::store::row::Columns;
+use crate::store::Store;
 use crate::watch::{Change, Obj, State};
 
 /// What the stream needs to know.
@@ -64,18 +65,14 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Writes a tiny non-transactional logical message every second while the stream is up,
 /// so the slot can be advanced even while `resources` is idle and other tables write a lot.
-async fn heartbeat(pool: deadpool_postgres::Pool, status: Arc<StreamStatus>) {
+async fn heartbeat(store: Arc<Store>, status: Arc<StreamStatus>) {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         if status.check().is_err() {
             continue;
         }
-        if let Ok(c) = pool.get().await {
-            let _ = c
-                .simple_query(
-                    "SELECT pg_logical_emit_message(false, 'ark-apiserver/heartbeat', '')",
-                )
-                .await;
+        if let Err(e) = store.emit_heartbeat().await {
+            tracing::debug!(error = %e, "heartbeat message not written");
         }
     }
 }
@@ -83,26 +80,26 @@ async fn heartbeat(pool: deadpool_postgres::Pool, status: Arc<StreamStatus>) {
 /// Runs sessions forever, reconnecting with backoff. Returns only for a definite error.
 pub async fn run(
     cfg: StreamConfig,
-    pool: deadpool_postgres::Pool,
+    store: Arc<Store>,
     state: Arc<State>,
     status: Arc<StreamStatus>,
 ) -> PreflightError {
-    let beat = tokio::spawn(heartbeat(pool.clone(), status.clone()));
-    let e = run_sessions(cfg, pool, state, status).await;
+    let beat = tokio::spawn(heartbeat(store.clone(), status.clone()));
+    let e = run_sessions(cfg, store, state, status).await;
     beat.abort();
     e
 }
 
 async fn run_sessions(
     cfg: StreamConfig,
-    pool: deadpool_postgres::Pool,
+    store: Arc<Store>,
     state: Arc<State>,
     status: Arc<StreamStatus>,
 ) -> PreflightError {
     let mut backoff = Duration::from_millis(100);
     loop {
         let started = Instant::now();
-        let err = session(&cfg, &pool, &state, &status).await;
+        let err = session(&cfg, &store, &state, &status).await;
         status.set_down(&err.to_string());
         match err {
             SessionError::Definite(e) => return e,
@@ -155,11 +152,11 @@ fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
 
 async fn session(
     cfg: &StreamConfig,
-    pool: &deadpool_postgres::Pool,
+    store: &Store,
     state: &Arc<State>,
     status: &StreamStatus,
 ) -> SessionError {
-    match session_inner(cfg, pool, state, status).await {
+    match session_inner(cfg, store, state, status).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -167,10 +164,11 @@ async fn session(
 
 async fn session_inner(
     cfg: &StreamConfig,
-    pool: &deadpool_postgres::Pool,
+    store: &Store,
     state: &Arc<State>,
     status: &StreamStatus,
 ) -> Result<std::convert::Infallible, SessionError> {
+    let pool = store.pool();
     let mut sql = pool.get().await.map_err(transient)?;
     slot::preflight(&sql, &cfg.slot).await?;
     slot::ensure_publication(&sql, &cfg.publication)
@@ -246,7 +244,10 @@ async fn session_inner(
     }
     drop(sql);
     repl.start().await.map_err(transient)?;
-    status.set_up();
+    // Ready only once the stream has delivered a read point written now, after the seed:
+    // until then a consistent read would wait for the replay of whatever the slot retained.
+    let mark = store.emit_sync_message().await.map_err(transient)?;
+    status.set_catching_up(mark.lsn);
     stream_loop(&mut repl, pool, state, status).await
 }
 
@@ -377,6 +378,16 @@ fn handle_data(
         }
         Message::Insert(ins) => {
             let (l, del) = current(layout, ins.relation_id)?;
+            // Replayed after a restart or reconnect: commits apply whole, so every row of a
+            // replayed transaction is at or below the state's rv (see the module docs), and
+            // none needs decoding, not even as a TOAST image for a later row.
+            if l.resource_version(&ins.new)
+                .map_err(|e| e.to_string())?
+                .max(0) as u64
+                <= applied_rv
+            {
+                return Ok(());
+            }
             let prev = None;
             push(
                 txn,
@@ -386,6 +397,13 @@ fn handle_data(
         }
         Message::Update(up) => {
             let (l, del) = current(layout, up.relation_id)?;
+            if l.resource_version(&up.new)
+                .map_err(|e| e.to_string())?
+                .max(0) as u64
+                <= applied_rv
+            {
+                return Ok(());
+            }
             let uid = l.key_uid(&up.new).map_err(|e| e.to_string())?;
             // The previous image is needed only to fill unchanged TOASTed columns; building
             // it from the state means parsing the stored object, so only then.

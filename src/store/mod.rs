@@ -108,6 +108,16 @@ impl Store {
         })
     }
 
+    /// A tiny non-transactional logical message, for the change stream to acknowledge while
+    /// `resources` is idle (see `cdc::stream`).
+    pub async fn emit_heartbeat(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.simple_query("SELECT pg_logical_emit_message(false, 'ark-apiserver/heartbeat', '')")
+            .await
+            .map_err(StoreError::from_pg)?;
+        Ok(())
+    }
+
     pub async fn write(&self, op: WriteOp) -> Result<Written, StoreError> {
         self.writers.submit(op).await
     }
