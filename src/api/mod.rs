@@ -147,6 +147,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/version", web::get().to(version))
         .route("/version/", web::get().to(version))
         .route("/api/v1/namespaces/{name}", web::get().to(namespace))
+        .route("/api/v1", web::get().to(core_v1))
+        .route("/api/v1/", web::get().to(core_v1))
         .route("/api", web::get().to(api_versions))
         .route("/api/", web::get().to(api_versions))
         .route("/apis", web::get().to(apis))
@@ -274,6 +276,13 @@ async fn namespace(path: web::Path<String>) -> HttpResponse {
 
 async fn api_versions(state: web::Data<AppState>) -> HttpResponse {
     json(&state.discovery.api_versions)
+}
+
+/// Core `v1` discovery for a kubectl pointed straight at this server: kubectl maps `v1 List`
+/// (the kind of every `get -o yaml` of several objects) only once discovery lists core `v1`.
+/// Behind the aggregator kube-apiserver owns `/api`, so this is never seen there.
+async fn core_v1(state: web::Data<AppState>) -> HttpResponse {
+    json(&state.discovery.core_v1)
 }
 
 async fn apis(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
