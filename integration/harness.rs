@@ -289,13 +289,24 @@ impl TestServer {
     }
 
     pub async fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Kubectl {
+        self.kubectl_using(&kubectl_path(), args, stdin).await
+    }
+
+    /// Runs a given kubectl binary, for tests that hold several kubectl releases to the
+    /// same behaviour.
+    pub async fn kubectl_using(
+        &self,
+        kubectl: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Kubectl {
         use tokio::io::AsyncWriteExt;
         let home = std::env::temp_dir().join(format!(
             "ark-kubectl-home-{}-{}",
             std::process::id(),
             self.addr.port()
         ));
-        let mut cmd = tokio::process::Command::new(kubectl_path());
+        let mut cmd = tokio::process::Command::new(kubectl);
         cmd.args([
             "--server",
             &self.base_url(),
@@ -318,8 +329,7 @@ impl TestServer {
         .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
-                "running {}: {e} (set ARK_TEST_KUBECTL or install kubectl; scripts/test does)",
-                kubectl_path()
+                "running {kubectl}: {e} (set ARK_TEST_KUBECTL or install kubectl; scripts/test does)"
             )
         });
         if let Some(input) = stdin {

@@ -11,6 +11,7 @@ mod harness;
 mod helm_chart;
 mod kube_client;
 mod kubectl;
+mod kubectl_list;
 mod kubectl_more;
 mod list_resource_version;
 mod postgres_tls;

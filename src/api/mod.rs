@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::k8s::discovery::Discovery;
 use crate::k8s::openapi::{self, OpenApiResource};
+use crate::k8s::openapi_proto;
 use crate::k8s::resource::{Resources, GROUP};
 use crate::k8s::status::ApiError;
 use crate::registry::Registry;
@@ -31,7 +32,7 @@ pub struct AppState {
     pub resources: Arc<Resources>,
     pub registry: Registry,
     pub discovery: Discovery,
-    pub openapi_v2: Value,
+    pub openapi_v2: OpenApiV2,
     pub openapi_v3_index: Value,
     /// (group/version path, document)
     pub openapi_v3: Vec<(String, Value)>,
@@ -67,7 +68,7 @@ impl AppState {
                 schema: &d.schema_json,
             })
             .collect();
-        let openapi_v2 = openapi::openapi_v2(&oa);
+        let openapi_v2 = OpenApiV2::new(&openapi::openapi_v2(&oa));
         let openapi_v3_index = openapi::openapi_v3_index(&oa);
         let openapi_v3 = resources
             .versions()
@@ -89,6 +90,33 @@ impl AppState {
             stream,
             slot_name,
             metrics,
+        }
+    }
+}
+
+/// `/openapi/v2` in both of its forms, encoded once: the document only changes with the
+/// definitions, which are fixed at start.
+pub struct OpenApiV2 {
+    pub json: bytes::Bytes,
+    pub protobuf: bytes::Bytes,
+    /// kube-openapi's ETag: the SHA-512 of the JSON form, shared by the protobuf form (the
+    /// response varies by Accept).
+    pub etag: String,
+}
+
+impl OpenApiV2 {
+    pub fn new(doc: &Value) -> Self {
+        let encoded = openapi_proto::encode_document(doc);
+        if !encoded.skipped.is_empty() {
+            tracing::warn!(
+                keys = ?encoded.skipped,
+                "the protobuf form of /openapi/v2 leaves out keys its messages have no field for"
+            );
+        }
+        OpenApiV2 {
+            json: doc.to_string().into(),
+            protobuf: encoded.bytes.into(),
+            etag: format!("\"{}\"", openapi::content_hash(doc)),
         }
     }
 }
@@ -119,6 +147,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/version", web::get().to(version))
         .route("/version/", web::get().to(version))
         .route("/api/v1/namespaces/{name}", web::get().to(namespace))
+        .route("/api/v1", web::get().to(core_v1))
+        .route("/api/v1/", web::get().to(core_v1))
         .route("/api", web::get().to(api_versions))
         .route("/api/", web::get().to(api_versions))
         .route("/apis", web::get().to(apis))
@@ -252,6 +282,13 @@ async fn api_versions(state: web::Data<AppState>) -> HttpResponse {
     json(&state.discovery.api_versions)
 }
 
+/// Core `v1` discovery for a kubectl pointed straight at this server: kubectl maps `v1 List`
+/// (the kind of every `get -o yaml` of several objects) only once discovery lists core `v1`.
+/// Behind the aggregator kube-apiserver owns `/api`, so this is never seen there.
+async fn core_v1(state: web::Data<AppState>) -> HttpResponse {
+    json(&state.discovery.core_v1)
+}
+
 async fn apis(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let accept = req
         .headers()
@@ -292,24 +329,45 @@ async fn group_version(path: web::Path<String>, state: web::Data<AppState>) -> H
     }
 }
 
-/// JSON only: a client that accepts nothing but the protobuf form gets 406 and falls back.
+/// JSON or gnostic's protobuf, by Accept, as kube-openapi serves it: kubectl's client-side
+/// validation asks for the protobuf form only. Both forms carry one ETag and `Vary: Accept`,
+/// and a matching If-None-Match is answered with 304.
 async fn openapi_v2(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|h| h.to_str().ok());
-    let json_ok = negotiate::parse_accept(accept).iter().any(|r| {
-        matches!(
-            r.essence.as_str(),
-            "application/json" | "application/*" | "*/*"
-        )
+    let get = |name| req.headers().get(name).and_then(|h| h.to_str().ok());
+    let doc = &state.openapi_v2;
+    let Some(form) = negotiate::openapi_v2_form(get(header::ACCEPT)) else {
+        let mut response = error_response(&ApiError::not_acceptable(format!(
+            "only application/json and {} are served for /openapi/v2",
+            negotiate::OPENAPI_V2_PROTOBUF
+        )));
+        response
+            .headers_mut()
+            .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+        return response;
+    };
+    let (content_type, body) = match form {
+        negotiate::OpenApiV2Form::Json => ("application/json", &doc.json),
+        negotiate::OpenApiV2Form::Protobuf => (negotiate::OPENAPI_V2_PROTOBUF, &doc.protobuf),
+    };
+    let cached = get(header::IF_NONE_MATCH).is_some_and(|tags| {
+        tags.split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == doc.etag)
     });
-    if !json_ok {
-        return error_response(&ApiError::not_acceptable(
-            "only application/json is served for /openapi/v2",
-        ));
+    let mut response = if cached {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::ETAG, doc.etag.as_str()))
+        .insert_header((header::VARY, "Accept"));
+    if cached {
+        return response.finish();
     }
-    json(&state.openapi_v2)
+    response
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .body(body.clone())
 }
 
 async fn openapi_v3_index(state: web::Data<AppState>) -> HttpResponse {

@@ -1,6 +1,7 @@
 //! Accept and Content-Type negotiation, as kube-apiserver does it for custom resources:
 //! JSON and YAML, the Table and PartialObjectMetadata transformations, and aggregated
-//! discovery. Protobuf is not served for custom resources, by kube either.
+//! discovery. Protobuf is not served for custom resources, by kube either; only the
+//! `/openapi/v2` document has a protobuf form.
 
 use crate::k8s::status::ApiError;
 
@@ -187,6 +188,48 @@ pub fn aggregated_discovery(accept: Option<&str>) -> Option<&'static str> {
     None
 }
 
+/// The forms of the `/openapi/v2` document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenApiV2Form {
+    Json,
+    Protobuf,
+}
+
+/// The Content-Type of the protobuf form. kube-openapi answers with it for both spellings it
+/// accepts, the deprecated `...spec.v2@v1.0+protobuf` (which kubectl sends) and this one.
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The form of `/openapi/v2` to serve, as kube-openapi's handler picks it: media ranges by
+/// quality, then the more specific first, and the first range that matches a served form
+/// wins, JSON before protobuf for a wildcard. `None` is 406.
+pub fn openapi_v2_form(accept: Option<&str>) -> Option<OpenApiV2Form> {
+    let mut ranges: Vec<(f32, MediaRange)> = parse_accept(accept)
+        .into_iter()
+        .map(|r| {
+            let q = r.param("q").and_then(|q| q.parse().ok()).unwrap_or(1.0);
+            (q, r)
+        })
+        .filter(|(q, _)| *q > 0.0)
+        .collect();
+    let wildcards = |r: &MediaRange| {
+        let (ty, sub) = r.essence.split_once('/').unwrap_or((&r.essence, ""));
+        (ty == "*", sub == "*")
+    };
+    // Stable: among equals the client's order stands.
+    ranges.sort_by(|(qa, a), (qb, b)| {
+        qb.total_cmp(qa)
+            .then_with(|| wildcards(a).cmp(&wildcards(b)))
+    });
+    ranges.iter().find_map(|(_, r)| match r.essence.as_str() {
+        "application/json" | "application/*" | "*/*" => Some(OpenApiV2Form::Json),
+        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        | "application/com.github.proto-openapi.spec.v2.v1.0+protobuf" => {
+            Some(OpenApiV2Form::Protobuf)
+        }
+        _ => None,
+    })
+}
+
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyType {
@@ -240,6 +283,24 @@ mod tests {
     fn protobuf_only_is_not_acceptable() {
         let e = negotiate(Some("application/vnd.kubernetes.protobuf"), false).unwrap_err();
         assert_eq!(e.code, 406);
+    }
+
+    #[test]
+    fn openapi_v2_is_protobuf_when_kubectl_asks_for_it_and_json_for_wildcards() {
+        use OpenApiV2Form::{Json, Protobuf};
+        let kubectl = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+        assert_eq!(openapi_v2_form(Some(kubectl)), Some(Protobuf));
+        assert_eq!(openapi_v2_form(Some(OPENAPI_V2_PROTOBUF)), Some(Protobuf));
+        assert_eq!(openapi_v2_form(Some("application/json")), Some(Json));
+        assert_eq!(openapi_v2_form(None), Some(Json));
+        assert_eq!(openapi_v2_form(Some("*/*")), Some(Json));
+        // The more specific range wins at equal quality, then quality decides.
+        let both = format!("*/*, {kubectl}");
+        assert_eq!(openapi_v2_form(Some(&both)), Some(Protobuf));
+        let ranked = format!("{kubectl};q=0.5, application/json");
+        assert_eq!(openapi_v2_form(Some(&ranked)), Some(Json));
+        assert_eq!(openapi_v2_form(Some("text/html")), None);
+        assert_eq!(openapi_v2_form(Some("application/json;q=0")), None);
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 /// Pre-rendered discovery documents.
 #[derive(Debug, Clone)]
 pub struct Discovery {
+    /// `/api`: core `v1` only.
     pub api_versions: Value,
+    /// `/api/v1`: only what the server answers there, a GET of one namespace.
+    pub core_v1: Value,
     pub group_list: Value,
     pub group: Value,
     /// version -> APIResourceList
@@ -95,7 +98,18 @@ impl Discovery {
             })
         };
         Discovery {
-            api_versions: json!({"kind": "APIVersions", "versions": [], "serverAddressByClientCIDRs": []}),
+            api_versions: json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            core_v1: json!({
+                "kind": "APIResourceList",
+                "groupVersion": "v1",
+                "resources": [{
+                    "name": "namespaces",
+                    "singularName": "namespace",
+                    "namespaced": false,
+                    "kind": "Namespace",
+                    "verbs": ["get"],
+                }],
+            }),
             group_list,
             group,
             resource_lists,
@@ -174,6 +188,16 @@ mod tests {
             .unwrap();
         assert_eq!(agents["subresources"][0]["subresource"], "status");
         assert_eq!(agents["scope"], "Namespaced");
+    }
+
+    #[test]
+    fn core_v1_lists_only_the_namespace_lookup_the_server_answers() {
+        let d = Discovery::build(&Resources::builtin().unwrap());
+        assert_eq!(d.api_versions["versions"], json!(["v1"]));
+        let resources = d.core_v1["resources"].as_array().unwrap();
+        assert_eq!(resources.len(), 1);
+        assert_eq!(resources[0]["name"], "namespaces");
+        assert_eq!(resources[0]["verbs"], json!(["get"]));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod discovery;
 pub mod object;
 pub mod openapi;
+pub mod openapi_proto;
 pub mod query;
 pub mod resource;
 pub mod schema;
