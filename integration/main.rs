@@ -18,6 +18,7 @@ mod postgres_tls;
 mod readiness;
 mod resource_version;
 mod semantics;
+mod shutdown;
 mod slots;
 mod startup;
 mod startup_failures;

@@ -19,17 +19,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_ark-apiserver");
 
 /// A running `ark-apiserver serve` whose stderr is collected as it is written. The child is
 /// killed when this is dropped, so a failing test leaves nothing behind.
-struct Serve {
+pub(crate) struct Serve {
     child: tokio::process::Child,
     stderr: Arc<Mutex<String>>,
     reader: tokio::task::JoinHandle<()>,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Serve {
     /// `serve --auth-mode off` on a free loopback port against `url`, plus `extra` flags. The
     /// inherited environment is cleared of ARK_* settings so only these flags count.
-    fn start(url: &str, extra: &[&str]) -> Serve {
+    pub(crate) fn start(url: &str, extra: &[&str]) -> Serve {
         let port = free_port().unwrap();
         let bind = format!("127.0.0.1:{port}");
         let mut cmd = tokio::process::Command::new(BIN);
@@ -77,12 +77,17 @@ impl Serve {
         }
     }
 
-    fn stderr(&self) -> String {
+    /// The process id, to signal it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Waits (at most `timeout`) for the process to exit; returns its exit code and stderr.
-    async fn exit_within(mut self, timeout: Duration) -> (i32, String) {
+    pub(crate) async fn exit_within(mut self, timeout: Duration) -> (i32, String) {
         let status = match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(s) => s.unwrap(),
             Err(_) => {
@@ -97,12 +102,12 @@ impl Serve {
         (status.code().unwrap_or(-1), self.stderr())
     }
 
-    async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()

@@ -68,26 +68,50 @@ pub struct Running {
     /// The serving certificate, PEM, for clients that want to verify it.
     pub cert_pem: String,
     pub init: JoinHandle<Result<(), StartError>>,
-    /// The change stream; it ends only when the database cannot feed a watch at all.
-    pub stream: JoinHandle<crate::cdc::slot::PreflightError>,
+    /// The change stream; it ends only when the database cannot feed a watch at all, or
+    /// when [`stop`](Self::stop) ends it.
+    pub stream: JoinHandle<crate::cdc::stream::Ended>,
     pub stream_status: Arc<StreamStatus>,
     pub readiness: Arc<Readiness>,
     server: actix_web::dev::ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
     housekeeping: Vec<JoinHandle<()>>,
+    store: Arc<Store>,
+    /// Ends every open watch.
+    stop_watches: tokio::sync::watch::Sender<bool>,
+    /// Ends the change stream, after it confirms what it applied.
+    stop_stream: tokio::sync::watch::Sender<bool>,
 }
 
+/// How long the stream gets to confirm its position and close its connection.
+const STREAM_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Running {
-    /// Stops accepting requests, finishes in-flight ones (up to the shutdown timeout) and
-    /// stops background tasks.
-    pub async fn stop(self) {
+    /// Stops in the order that loses nothing and waits on nobody: end every open watch (its
+    /// client resumes from the last resourceVersion it got), stop accepting and let
+    /// in-flight requests (writes) finish, then let the change stream confirm the position
+    /// it applied and close the replication connection (the slot is free at once), and
+    /// close the database connections.
+    pub async fn stop(mut self) {
+        self.stop_watches.send_replace(true);
         self.init.abort();
-        self.stream.abort();
+        self.server.stop(true).await;
+        let _ = (&mut self.server_task).await;
         for h in &self.housekeeping {
             h.abort();
         }
-        self.server.stop(true).await;
-        let _ = self.server_task.await;
+        self.stop_stream.send_replace(true);
+        // A stream that ended on its own (a definite error) has been awaited by whoever
+        // reported it; a JoinHandle is awaited at most once.
+        if !self.stream.is_finished()
+            && tokio::time::timeout(STREAM_STOP_TIMEOUT, &mut self.stream)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the change stream did not stop in time");
+            self.stream.abort();
+        }
+        self.store.close().await;
     }
 
     /// Ends every task at once, without the steps of [`stop`](Self::stop): for a server that
@@ -119,13 +143,6 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// Waits until the HTTP server stops on its own.
-    pub async fn wait(self) -> std::io::Result<()> {
-        self.server_task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 }
 
@@ -165,7 +182,9 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     let readiness = Arc::new(Readiness::default());
     let watch_state = Arc::new(crate::watch::State::new(opts.watch.clone()));
     let stream_status = Arc::new(StreamStatus::new());
-    let state = web::Data::new(AppState::new(
+    let (stop_watches, watches_stopping) = tokio::sync::watch::channel(false);
+    let (stop_stream, stream_stopping) = tokio::sync::watch::channel(false);
+    let mut app_state = AppState::new(
         resources,
         Registry::new(store.clone(), watch_state.clone(), stream_status.clone()),
         opts.max_body_bytes,
@@ -173,7 +192,9 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         stream_status.clone(),
         opts.slot_name.clone(),
         crate::metrics::handle(),
-    ));
+    );
+    app_state.shutdown = watches_stopping;
+    let state = web::Data::new(app_state);
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
             .disable_signals()
@@ -209,9 +230,10 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         watch_state,
         stream_status.clone(),
         readiness.clone(),
+        stream_stopping,
     ));
     let retention = opts.deleted_retention;
-    let purge = tokio::spawn(purge_loop(store, readiness.clone(), retention));
+    let purge = tokio::spawn(purge_loop(store.clone(), readiness.clone(), retention));
     Ok(Running {
         addr,
         cert_pem,
@@ -222,6 +244,9 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         server: handle,
         server_task,
         housekeeping: vec![purge],
+        store,
+        stop_watches,
+        stop_stream,
     })
 }
 
@@ -267,11 +292,15 @@ async fn run_stream(
     state: Arc<crate::watch::State>,
     status: Arc<StreamStatus>,
     readiness: Arc<Readiness>,
-) -> crate::cdc::slot::PreflightError {
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> crate::cdc::stream::Ended {
     while !readiness.schema_ready.load(Ordering::Acquire) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = stop.wait_for(|s| *s) => return crate::cdc::stream::Ended::Stopped,
+        }
     }
-    crate::cdc::stream::run(cfg, store, state, status).await
+    crate::cdc::stream::run(cfg, store, state, status, stop).await
 }
 
 async fn purge_loop(store: Arc<Store>, readiness: Arc<Readiness>, retention: Duration) {

@@ -41,6 +41,8 @@ pub struct AppState {
     pub stream: Arc<crate::cdc::status::StreamStatus>,
     pub slot_name: String,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Turns true when the server stops: open watches end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             stream,
             slot_name,
             metrics,
+            shutdown: tokio::sync::watch::channel(false).1,
         }
     }
 }

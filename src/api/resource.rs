@@ -187,6 +187,7 @@ async fn dispatch(
                 info.namespace.as_deref(),
                 opts,
                 out,
+                state.shutdown.clone(),
             )
             .await
         }

@@ -35,12 +35,15 @@ const ENC_META_V1BETA1: u8 = 5;
 
 /// Opens a watch and returns the streaming response, or the Status for a request that
 /// cannot start (too large a resourceVersion: 504, as kube).
+/// `shutdown` turning true ends the watch at once (with a last bookmark when the client
+/// allows them), so that a server stopping never waits on its watchers.
 pub async fn serve(
     state: &Arc<State>,
     def: Arc<ResourceDef>,
     namespace: Option<&str>,
     opts: ListOptions,
     out: Output,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<HttpResponse, ApiError> {
     let parse = |rv: &str| {
         rv.parse::<u64>()
@@ -75,14 +78,18 @@ pub async fn serve(
     let content_type = out.content_type();
     let first: Option<Bytes> = match state.watch(req, TOO_NEW_WAIT).await {
         Ok(w) => {
-            let stream = stream(
+            let now = tokio::time::Instant::now();
+            let stream = stream(Streaming {
                 w,
                 def,
                 out,
-                opts.allow_watch_bookmarks,
+                bookmarks: opts.allow_watch_bookmarks,
                 announce_initial_end,
-                timeout,
-            );
+                deadline: now + timeout,
+                next_bookmark: now + BOOKMARK_EVERY,
+                shutdown,
+                done: false,
+            });
             return Ok(HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, content_type))
                 .insert_header((header::CACHE_CONTROL, "no-cache, private"))
@@ -166,28 +173,12 @@ struct Streaming {
     announce_initial_end: bool,
     deadline: tokio::time::Instant,
     next_bookmark: tokio::time::Instant,
+    /// The server is stopping.
+    shutdown: tokio::sync::watch::Receiver<bool>,
     done: bool,
 }
 
-fn stream(
-    w: Watch,
-    def: Arc<ResourceDef>,
-    out: Output,
-    bookmarks: bool,
-    announce_initial_end: bool,
-    timeout: Duration,
-) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
-    let now = tokio::time::Instant::now();
-    let s = Streaming {
-        w,
-        def,
-        out,
-        bookmarks,
-        announce_initial_end,
-        deadline: now + timeout,
-        next_bookmark: now + BOOKMARK_EVERY,
-        done: false,
-    };
+fn stream(s: Streaming) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
     futures_util::stream::unfold(s, |mut s| async move {
         if s.done {
             return None;
@@ -244,6 +235,12 @@ async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
             }
             _ = tokio::time::sleep_until(s.deadline) => {
                 // A last bookmark, so the client resumes from the newest point.
+                s.done = true;
+                return if s.bookmarks { s.w.bookmark_rv().map(|rv| bookmark(&s.def, rv, false)) } else { None };
+            }
+            _ = s.shutdown.wait_for(|stopping| *stopping) => {
+                // The server is stopping: end the response cleanly, as at the timeout, and
+                // the client resumes (from another replica, or this one once it is back).
                 s.done = true;
                 return if s.bookmarks { s.w.bookmark_rv().map(|rv| bookmark(&s.def, rv, false)) } else { None };
             }

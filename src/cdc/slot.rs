@@ -246,6 +246,44 @@ pub async fn drop_slot(client: &Client, slot: &str, terminate: bool) -> Result<b
     Ok(true)
 }
 
+/// Moves the slot's confirmed position forward to `lsn` (never back) once no session holds
+/// it: the last position a stopping server applied, which its replication client does not
+/// report before it ends the stream. Returns whether the slot moved.
+pub async fn advance(
+    client: &Client,
+    slot: &str,
+    lsn: crate::pgoutput::Lsn,
+) -> Result<bool, String> {
+    // The walsender lets go of the slot a moment after the stream ends.
+    for _ in 0..50 {
+        match inspect(client, slot).await? {
+            None => return Ok(false),
+            Some(i) if i.active => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            Some(i) => {
+                let confirmed = i
+                    .confirmed_flush_lsn
+                    .as_deref()
+                    .and_then(|l| l.parse::<crate::pgoutput::Lsn>().ok())
+                    .unwrap_or(crate::pgoutput::Lsn(0));
+                if confirmed >= lsn {
+                    return Ok(false);
+                }
+                client
+                    .execute(
+                        "SELECT pg_replication_slot_advance($1, ($2::text)::pg_lsn)",
+                        &[&slot, &lsn.to_string()],
+                    )
+                    .await
+                    .map_err(|e| db_message(&e))?;
+                return Ok(true);
+            }
+        }
+    }
+    Err(format!(
+        "replication slot {slot:?} is still held by a session"
+    ))
+}
+
 /// Drops the publication if it exists.
 pub async fn drop_publication(client: &Client, publication: &str) -> Result<bool, String> {
     let exists = client

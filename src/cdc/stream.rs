@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::rows::{Layout, Row, RowError};
@@ -54,6 +55,27 @@ pub enum SessionError {
     /// Worth retrying: connection problems, malformed stream bytes, unexpected rows.
     #[error("{0}")]
     Transient(String),
+    /// The server is stopping; the session ended cleanly.
+    #[error("the server is stopping")]
+    Stopped,
+}
+
+/// Why the stream task ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The database cannot feed a watch until an operator changes it.
+    Definite(PreflightError),
+    /// Shut down on request, after confirming what it applied.
+    Stopped,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Definite(e) => e.fmt(f),
+            Ended::Stopped => f.write_str("the change stream was stopped"),
+        }
+    }
 }
 
 fn transient(e: impl std::fmt::Display) -> SessionError {
@@ -77,15 +99,18 @@ async fn heartbeat(store: Arc<Store>, status: Arc<StreamStatus>) {
     }
 }
 
-/// Runs sessions forever, reconnecting with backoff. Returns only for a definite error.
+/// Runs sessions, reconnecting with backoff, until a definite error or until `stop` turns
+/// true: then the running session confirms what it applied and closes its connection, so
+/// the slot is free at once for whoever takes over.
 pub async fn run(
     cfg: StreamConfig,
     store: Arc<Store>,
     state: Arc<State>,
     status: Arc<StreamStatus>,
-) -> PreflightError {
+    stop: watch::Receiver<bool>,
+) -> Ended {
     let beat = tokio::spawn(heartbeat(store.clone(), status.clone()));
-    let e = run_sessions(cfg, store, state, status).await;
+    let e = run_sessions(cfg, store, state, status, stop).await;
     beat.abort();
     e
 }
@@ -95,14 +120,16 @@ async fn run_sessions(
     store: Arc<Store>,
     state: Arc<State>,
     status: Arc<StreamStatus>,
-) -> PreflightError {
+    mut stop: watch::Receiver<bool>,
+) -> Ended {
     let mut backoff = Duration::from_millis(100);
     loop {
         let started = Instant::now();
-        let err = session(&cfg, &store, &state, &status).await;
+        let err = session(&cfg, &store, &state, &status, &stop).await;
         status.set_down(&err.to_string());
         match err {
-            SessionError::Definite(e) => return e,
+            SessionError::Definite(e) => return Ended::Definite(e),
+            SessionError::Stopped => return Ended::Stopped,
             SessionError::SlotBusy { .. } => tracing::warn!(error = %err, "change stream waiting"),
             SessionError::Transient(_) => {
                 metrics::counter!("ark_cdc_session_errors_total").increment(1);
@@ -112,7 +139,10 @@ async fn run_sessions(
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(100);
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return Ended::Stopped,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
@@ -155,8 +185,9 @@ async fn session(
     store: &Store,
     state: &Arc<State>,
     status: &StreamStatus,
+    stop: &watch::Receiver<bool>,
 ) -> SessionError {
-    match session_inner(cfg, store, state, status).await {
+    match session_inner(cfg, store, state, status, stop.clone()).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -167,7 +198,11 @@ async fn session_inner(
     store: &Store,
     state: &Arc<State>,
     status: &StreamStatus,
+    stop: watch::Receiver<bool>,
 ) -> Result<std::convert::Infallible, SessionError> {
+    if *stop.borrow() {
+        return Err(SessionError::Stopped);
+    }
     let pool = store.pool();
     let mut sql = pool.get().await.map_err(transient)?;
     slot::preflight(&sql, &cfg.slot).await?;
@@ -248,7 +283,48 @@ async fn session_inner(
     // until then a consistent read would wait for the replay of whatever the slot retained.
     let mark = store.emit_sync_message().await.map_err(transient)?;
     status.set_catching_up(mark.lsn);
-    stream_loop(&mut repl, pool, state, status).await
+    let end = stream_loop(&mut repl, pool, state, status, stop).await;
+    if let Err(SessionError::Stopped) = &end {
+        finish(&mut repl, pool, &cfg.slot, state).await;
+    }
+    end
+}
+
+/// The clean end of a session: report the last applied position, end the stream (CopyDone)
+/// and close the connection, so the slot is free at once and a successor resumes exactly
+/// after what this server applied.
+async fn finish(
+    repl: &mut ReplicationClient,
+    pool: &deadpool_postgres::Pool,
+    slot: &str,
+    state: &State,
+) {
+    let applied = crate::pgoutput::Lsn(state.applied_lsn());
+    repl.update_applied_lsn(pgwire_replication::Lsn(applied.0));
+    repl.stop();
+    // The worker closes its channel once it has sent CopyDone and dropped the connection.
+    let drained = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(Some(_)) = repl.recv().await {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("the replication connection did not close within 1s");
+        repl.abort();
+    }
+    // The client does not send a last status update before ending the stream: move the
+    // slot to the applied position over SQL, once the walsender has let go of it.
+    let moved = match pool.get().await {
+        Ok(c) => slot::advance(&c, slot, applied).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match moved {
+        Ok(_) => {
+            tracing::info!(%slot, confirmed = %applied, "change stream stopped; slot released")
+        }
+        Err(e) => {
+            tracing::warn!(%slot, error = %e, "could not confirm the last applied position; a successor replays from the previous one")
+        }
+    }
 }
 
 async fn seed(
@@ -287,12 +363,19 @@ async fn stream_loop(
     pool: &deadpool_postgres::Pool,
     state: &Arc<State>,
     status: &StreamStatus,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<std::convert::Infallible, SessionError> {
     let mut decoder = Decoder::new(ProtocolVersion::V1);
     let mut layout: Option<(Layout, Option<usize>)> = None;
     let mut txn: Option<Txn> = None;
     loop {
-        let Some(ev) = repl.recv().await.map_err(transient)? else {
+        // recv is cancel-safe (a channel receive): a stop loses no event.
+        let received = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return Err(SessionError::Stopped),
+            r = repl.recv() => r,
+        };
+        let Some(ev) = received.map_err(transient)? else {
             return Err(transient("the replication stream ended"));
         };
         match ev {

@@ -266,15 +266,26 @@ pub fn tls_config(
     Ok(Some(config))
 }
 
+/// The pool. Its connections are driven by tasks on the runtime that builds the pool (the
+/// server's main runtime), whoever asks for a connection: deadpool would otherwise spawn a
+/// connection's task on the runtime of the caller that happened to create it, and an HTTP
+/// worker's runtime ends when the worker stops, taking the connection with it under
+/// whichever request (or the writer task) holds it then.
 pub fn pool(cfg: &DbConfig) -> Result<deadpool_postgres::Pool, ConnectError> {
     let mgr_cfg = deadpool_postgres::ManagerConfig {
         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
     };
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| ConnectError::Pool("no async runtime to drive connections on".into()))?;
     let mut pg = cfg.pg.clone();
     let mgr = match tls_config(cfg.ssl_mode, cfg.root_cert.as_deref())? {
         None => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            deadpool_postgres::Manager::from_config(pg, tokio_postgres::NoTls, mgr_cfg)
+            let connect = OnRuntime {
+                tls: tokio_postgres::NoTls,
+                handle,
+            };
+            deadpool_postgres::Manager::from_connect(pg, connect, mgr_cfg)
         }
         Some(tls) => {
             pg.ssl_mode(if cfg.ssl_mode == SslMode::Prefer {
@@ -282,11 +293,11 @@ pub fn pool(cfg: &DbConfig) -> Result<deadpool_postgres::Pool, ConnectError> {
             } else {
                 tokio_postgres::config::SslMode::Require
             });
-            deadpool_postgres::Manager::from_config(
-                pg,
-                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-                mgr_cfg,
-            )
+            let connect = OnRuntime {
+                tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                handle,
+            };
+            deadpool_postgres::Manager::from_connect(pg, connect, mgr_cfg)
         }
     };
     deadpool_postgres::Pool::builder(mgr)
@@ -297,6 +308,46 @@ pub fn pool(cfg: &DbConfig) -> Result<deadpool_postgres::Pool, ConnectError> {
         .recycle_timeout(Some(std::time::Duration::from_secs(5)))
         .build()
         .map_err(|e| ConnectError::Pool(e.to_string()))
+}
+
+/// Connects, and drives each connection, on one runtime (see [`pool`]).
+struct OnRuntime<T> {
+    tls: T,
+    handle: tokio::runtime::Handle,
+}
+
+impl<T> deadpool_postgres::Connect for OnRuntime<T>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let (tls, pg, handle) = (self.tls.clone(), pg.clone(), self.handle.clone());
+        Box::pin(async move {
+            // The socket is made on the runtime whose reactor will drive it.
+            let connected = match handle.spawn(async move { pg.connect(tls).await }).await {
+                Ok(r) => r?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled: the runtime is shutting down, and this caller with it.
+                Err(_) => std::future::pending().await,
+            };
+            let (client, connection) = connected;
+            let driver = handle.spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "database connection ended");
+                }
+            });
+            Ok((client, driver))
+        })
+    }
 }
 
 /// `sslmode=require` (and `prefer`): encryption without authentication of the server, as

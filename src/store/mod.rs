@@ -44,6 +44,14 @@ impl Store {
         &self.pool
     }
 
+    /// Closes the pool: idle connections end with a Terminate message, so PostgreSQL logs
+    /// no unexpected EOF. Writes already queued have been answered before this is called.
+    pub async fn close(&self) {
+        self.pool.close();
+        // Dropped connections send Terminate from their connection tasks: let them run.
+        tokio::task::yield_now().await;
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(StoreError::from_pool)
     }
