@@ -3,6 +3,7 @@
 mod api_errors;
 mod arkrc;
 mod backup_restore;
+mod bench_script;
 mod consistent_reads;
 mod dev_command;
 mod discovery;
