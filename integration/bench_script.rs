@@ -18,14 +18,19 @@ fn missing(protoc: bool, include: &Path) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let out = Command::new("bash")
+    let out = Command::new("/bin/bash")
         .arg(root().join("scripts/bench-deps"))
-        .env("PATH", format!("{}:/usr/bin:/bin", bin.path().display()))
+        // Only the made-up bin directory: a protoc installed on this machine must not count.
+        .env("PATH", bin.path())
         .env("ARK_PROTO_INCLUDE_DIR", include)
         .env("ARK_BENCH_ETCD", "/bin/true")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_string)

@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::pgoutput::{Relation, TupleData, TupleValue};
-use crate::store::row::Columns;
+use crate::store::row::{Column, Columns, JsonColumn, DELETED_AT};
 
 /// A change that cannot be turned into a row: the stream or the schema is not what this
 /// binary expects. Reported and counted, never a panic.
@@ -32,40 +32,19 @@ pub enum RowError {
 pub struct Layout {
     pub relation_id: u32,
     width: usize,
-    idx: [usize; COLUMNS.len()],
+    /// The tuple position of each of [`Column::ALL`], in that order.
+    idx: [usize; Column::ALL.len()],
 }
-
-/// The columns the server reads, in the order of `Layout::idx`.
-const COLUMNS: [&str; 17] = [
-    "uid",
-    "kind",
-    "api_version",
-    "namespace",
-    "name",
-    "resource_version",
-    "generation",
-    "spec",
-    "status",
-    "labels",
-    "annotations",
-    "finalizers",
-    "owner_references",
-    "managed_fields",
-    "extra",
-    "created_at",
-    "deletion_timestamp",
-];
-const DELETED_AT: &str = "deleted_at";
 
 impl Layout {
     pub fn new(rel: &Relation) -> Result<(Layout, Option<usize>), RowError> {
-        let mut idx = [0usize; COLUMNS.len()];
-        for (i, name) in COLUMNS.iter().enumerate() {
-            idx[i] = rel
+        let mut idx = [0usize; Column::ALL.len()];
+        for (slot, col) in idx.iter_mut().zip(Column::ALL) {
+            *slot = rel
                 .columns
                 .iter()
-                .position(|c| c.name == *name)
-                .ok_or(RowError::MissingColumn(name))?;
+                .position(|c| c.name == col.name())
+                .ok_or(RowError::MissingColumn(col.name()))?;
         }
         let deleted_at = rel.columns.iter().position(|c| c.name == DELETED_AT);
         Ok((
@@ -76,6 +55,10 @@ impl Layout {
             },
             deleted_at,
         ))
+    }
+
+    fn at<'a>(&self, t: &'a TupleData, c: Column) -> &'a TupleValue {
+        value(t, self.idx.get(c.index()).copied().unwrap_or(usize::MAX))
     }
 }
 
@@ -88,7 +71,7 @@ pub struct Row {
     pub deleted: bool,
 }
 
-fn value<'a>(t: &'a TupleData, i: usize) -> &'a TupleValue {
+fn value(t: &TupleData, i: usize) -> &TupleValue {
     t.columns.get(i).unwrap_or(&TupleValue::Null)
 }
 
@@ -176,49 +159,41 @@ impl Layout {
                 found: t.columns.len(),
             });
         }
-        let c = |i: usize| value(t, self.idx[i]);
-        let uid_bytes = req(bytes(c(0), "uid")?, "uid")?;
+        let c = |col: Column| self.at(t, col);
+        let uid_bytes = req(bytes(c(Column::Uid), "uid")?, "uid")?;
         let uid = Uuid::from_slice(uid_bytes).map_err(|e| bad("uid", e))?;
-        let prev = |name: &'static str| -> Result<Option<&Value>, RowError> {
-            let p = previous.ok_or(RowError::UnknownToast(name))?;
-            Ok(match name {
-                "spec" => p.spec.as_ref(),
-                "status" => p.status.as_ref(),
-                "labels" => Some(&p.labels),
-                "annotations" => Some(&p.annotations),
-                "finalizers" => Some(&p.finalizers),
-                "owner_references" => Some(&p.owner_references),
-                "managed_fields" => Some(&p.managed_fields),
-                _ => Some(&p.extra),
-            })
-        };
-        let json = |i: usize, name: &'static str| -> Result<Option<Value>, RowError> {
-            match c(i) {
-                TupleValue::UnchangedToast => Ok(prev(name)?.cloned()),
-                v => jsonb(v, name),
+        let json = |j: JsonColumn| -> Result<Option<Value>, RowError> {
+            match c(Column::Json(j)) {
+                TupleValue::UnchangedToast => {
+                    let p = previous.ok_or(RowError::UnknownToast(j.name()))?;
+                    Ok(p.json(j).cloned())
+                }
+                v => jsonb(v, j.name()),
             }
         };
-        let obj = |i: usize, name: &'static str, default: Value| -> Result<Value, RowError> {
-            Ok(json(i, name)?.unwrap_or(default))
+        let obj = |j: JsonColumn, default: Value| -> Result<Value, RowError> {
+            Ok(json(j)?.unwrap_or(default))
         };
+        let empty_map = || Value::Object(Default::default());
+        let empty_list = || Value::Array(vec![]);
         let cols = Columns {
             uid,
-            kind: text(c(1), "kind")?,
-            api_version: text(c(2), "api_version")?,
-            namespace: text(c(3), "namespace")?,
-            name: text(c(4), "name")?,
-            generation: int8(c(6), "generation")?,
-            spec: json(7, "spec")?,
-            status: json(8, "status")?,
-            labels: obj(9, "labels", Value::Object(Default::default()))?,
-            annotations: obj(10, "annotations", Value::Object(Default::default()))?,
-            finalizers: obj(11, "finalizers", Value::Array(vec![]))?,
-            owner_references: obj(12, "owner_references", Value::Array(vec![]))?,
-            managed_fields: obj(13, "managed_fields", Value::Array(vec![]))?,
-            extra: obj(14, "extra", Value::Object(Default::default()))?,
-            created_at: timestamptz(c(15), "created_at")?
+            kind: text(c(Column::Kind), "kind")?,
+            api_version: text(c(Column::ApiVersion), "api_version")?,
+            namespace: text(c(Column::Namespace), "namespace")?,
+            name: text(c(Column::Name), "name")?,
+            generation: int8(c(Column::Generation), "generation")?,
+            spec: json(JsonColumn::Spec)?,
+            status: json(JsonColumn::Status)?,
+            labels: obj(JsonColumn::Labels, empty_map())?,
+            annotations: obj(JsonColumn::Annotations, empty_map())?,
+            finalizers: obj(JsonColumn::Finalizers, empty_list())?,
+            owner_references: obj(JsonColumn::OwnerReferences, empty_list())?,
+            managed_fields: obj(JsonColumn::ManagedFields, empty_list())?,
+            extra: obj(JsonColumn::Extra, empty_map())?,
+            created_at: timestamptz(c(Column::CreatedAt), "created_at")?
                 .ok_or_else(|| bad("created_at", "unexpected NULL"))?,
-            deletion_timestamp: timestamptz(c(16), "deletion_timestamp")?,
+            deletion_timestamp: timestamptz(c(Column::DeletionTimestamp), "deletion_timestamp")?,
         };
         let deleted = match deleted_at {
             Some(i) => !matches!(value(t, i), TupleValue::Null),
@@ -226,7 +201,7 @@ impl Layout {
         };
         Ok(Row {
             cols,
-            resource_version: int8(c(5), "resource_version")?,
+            resource_version: int8(c(Column::ResourceVersion), "resource_version")?,
             deleted,
         })
     }
@@ -234,12 +209,12 @@ impl Layout {
     /// The row's resourceVersion alone, read without decoding the rest: a replayed change
     /// (at or below the state's resourceVersion) is skipped on this.
     pub fn resource_version(&self, t: &TupleData) -> Result<i64, RowError> {
-        int8(value(t, self.idx[5]), "resource_version")
+        int8(self.at(t, Column::ResourceVersion), "resource_version")
     }
 
     /// The uid of a Delete's key tuple (the primary key is the only column sent).
     pub fn key_uid(&self, t: &TupleData) -> Result<Uuid, RowError> {
-        let b = req(bytes(value(t, self.idx[0]), "uid")?, "uid")?;
+        let b = req(bytes(self.at(t, Column::Uid), "uid")?, "uid")?;
         Uuid::from_slice(b).map_err(|e| bad("uid", e))
     }
 }

@@ -171,10 +171,6 @@ impl Resources {
         self.by_path.get(&(version.to_string(), plural.to_string()))
     }
 
-    pub fn by_kind(&self, kind: &str) -> Option<&Arc<ResourceDef>> {
-        self.all.iter().find(|d| d.kind == kind)
-    }
-
     pub fn all(&self) -> &[Arc<ResourceDef>] {
         &self.all
     }

@@ -498,15 +498,6 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// A successful Status, as returned by some deletes.
-pub fn success_status(details: Option<Details>) -> Value {
-    let mut s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
-    if let Some(d) = details {
-        s["details"] = d.to_json();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

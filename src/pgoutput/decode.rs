@@ -35,17 +35,6 @@ impl ProtocolVersion {
         }
     }
 
-    /// The version for a `proto_version` number, if this decoder knows it.
-    pub fn from_number(n: u32) -> Option<Self> {
-        match n {
-            1 => Some(ProtocolVersion::V1),
-            2 => Some(ProtocolVersion::V2),
-            3 => Some(ProtocolVersion::V3),
-            4 => Some(ProtocolVersion::V4),
-            _ => None,
-        }
-    }
-
     /// Every known version, oldest first.
     pub const ALL: [ProtocolVersion; 4] = [
         ProtocolVersion::V1,

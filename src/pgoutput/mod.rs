@@ -33,6 +33,20 @@
 //! ([`TupleData::fill_unchanged_from`]).
 //!
 //! Error offsets count from the start of the buffer given to the function that failed.
+//!
+//! # What the server uses
+//!
+//! The server speaks protocol v1 over pgwire-replication, which does the CopyData framing,
+//! keepalives and status updates itself and hands over each pgoutput message. Of this
+//! module, `cdc` uses [`Decoder`] with [`ProtocolVersion::V1`], the [`Message`] variants
+//! Relation, Insert, Update, Delete and Truncate, [`TupleData`]/[`TupleValue`] and [`Lsn`];
+//! `cdc::rows` keeps its own column layout instead of [`RelationCache`], and fills TOASTed
+//! values from its own previous image. Not used by the server, and kept on purpose, tested
+//! and fuzzed like the rest: the framing layer ([`ReplicationMessage`],
+//! [`StandbyStatusUpdate`]), used by the fuzz target and for reading captured streams; and
+//! the streamed (v2), two-phase (v3) and parallel-streaming (v4) messages, which streaming
+//! of large in-progress transactions needs once the transport can request protocol v2.
+//! The load generator's raw-decoding baseline uses [`RelationCache`].
 
 #![forbid(unsafe_code)]
 #![deny(

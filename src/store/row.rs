@@ -9,11 +9,107 @@ use uuid::Uuid;
 
 use crate::k8s::object::{format_time, parse_time};
 
-/// The column list every read selects, in `Columns::from_row` order.
+/// Every column of `resources` an object is read from: the one list both readers use, the
+/// SQL one ([`SELECT_COLUMNS`], [`object_from_row`]) and the change stream's (`cdc::rows`
+/// finds each by [`Column::name`] in the Relation message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Uid,
+    Kind,
+    ApiVersion,
+    Namespace,
+    Name,
+    ResourceVersion,
+    Generation,
+    Json(JsonColumn),
+    CreatedAt,
+    DeletionTimestamp,
+}
+
+/// The jsonb columns. Each has its own field in [`Columns`] ([`Columns::json`]), so a new
+/// one cannot be read into another's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonColumn {
+    Spec,
+    Status,
+    Labels,
+    Annotations,
+    Finalizers,
+    OwnerReferences,
+    ManagedFields,
+    Extra,
+}
+
+impl Column {
+    /// In SELECT order.
+    pub const ALL: [Column; 17] = [
+        Column::Uid,
+        Column::Kind,
+        Column::ApiVersion,
+        Column::Namespace,
+        Column::Name,
+        Column::ResourceVersion,
+        Column::Generation,
+        Column::Json(JsonColumn::Spec),
+        Column::Json(JsonColumn::Status),
+        Column::Json(JsonColumn::Labels),
+        Column::Json(JsonColumn::Annotations),
+        Column::Json(JsonColumn::Finalizers),
+        Column::Json(JsonColumn::OwnerReferences),
+        Column::Json(JsonColumn::ManagedFields),
+        Column::Json(JsonColumn::Extra),
+        Column::CreatedAt,
+        Column::DeletionTimestamp,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Column::Uid => "uid",
+            Column::Kind => "kind",
+            Column::ApiVersion => "api_version",
+            Column::Namespace => "namespace",
+            Column::Name => "name",
+            Column::ResourceVersion => "resource_version",
+            Column::Generation => "generation",
+            Column::Json(j) => j.name(),
+            Column::CreatedAt => "created_at",
+            Column::DeletionTimestamp => "deletion_timestamp",
+        }
+    }
+
+    /// The position in [`ALL`](Self::ALL), and so in a row selected with [`SELECT_COLUMNS`].
+    pub fn index(self) -> usize {
+        Column::ALL
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or_default()
+    }
+}
+
+impl JsonColumn {
+    pub const fn name(self) -> &'static str {
+        match self {
+            JsonColumn::Spec => "spec",
+            JsonColumn::Status => "status",
+            JsonColumn::Labels => "labels",
+            JsonColumn::Annotations => "annotations",
+            JsonColumn::Finalizers => "finalizers",
+            JsonColumn::OwnerReferences => "owner_references",
+            JsonColumn::ManagedFields => "managed_fields",
+            JsonColumn::Extra => "extra",
+        }
+    }
+}
+
+/// The column list every read selects: [`Column::ALL`] joined (checked by a test, since a
+/// const cannot be joined at compile time).
 pub const SELECT_COLUMNS: &str =
     "uid, kind, api_version, namespace, name, resource_version, generation, \
      spec, status, labels, annotations, finalizers, owner_references, managed_fields, extra, \
      created_at, deletion_timestamp";
+
+/// The soft-delete marker, read by the change stream only (live reads filter on it).
+pub const DELETED_AT: &str = "deleted_at";
 
 /// Metadata keys stored in their own columns (or derived from them).
 const META_COLUMNS: &[&str] = &[
@@ -57,6 +153,20 @@ pub struct Columns {
 pub struct RowError(pub String);
 
 impl Columns {
+    /// The value of a jsonb column (`None` for a NULL spec or status).
+    pub fn json(&self, c: JsonColumn) -> Option<&Value> {
+        match c {
+            JsonColumn::Spec => self.spec.as_ref(),
+            JsonColumn::Status => self.status.as_ref(),
+            JsonColumn::Labels => Some(&self.labels),
+            JsonColumn::Annotations => Some(&self.annotations),
+            JsonColumn::Finalizers => Some(&self.finalizers),
+            JsonColumn::OwnerReferences => Some(&self.owner_references),
+            JsonColumn::ManagedFields => Some(&self.managed_fields),
+            JsonColumn::Extra => Some(&self.extra),
+        }
+    }
+
     /// Splits a complete object (as prepared by the registry: uid and creationTimestamp set).
     pub fn from_object(obj: &Value) -> Result<Columns, RowError> {
         let top = obj
@@ -133,25 +243,28 @@ impl Columns {
 
 /// Rebuilds the object from a row selected with [`SELECT_COLUMNS`].
 pub fn object_from_row(row: &tokio_postgres::Row) -> Result<Value, tokio_postgres::Error> {
+    use JsonColumn as J;
+    let at = |c: Column| c.index();
+    let json = |j: JsonColumn| at(Column::Json(j));
     let cols = Columns {
-        uid: row.try_get(0)?,
-        kind: row.try_get(1)?,
-        api_version: row.try_get(2)?,
-        namespace: row.try_get(3)?,
-        name: row.try_get(4)?,
-        generation: row.try_get(6)?,
-        spec: row.try_get(7)?,
-        status: row.try_get(8)?,
-        labels: row.try_get(9)?,
-        annotations: row.try_get(10)?,
-        finalizers: row.try_get(11)?,
-        owner_references: row.try_get(12)?,
-        managed_fields: row.try_get(13)?,
-        extra: row.try_get(14)?,
-        created_at: row.try_get(15)?,
-        deletion_timestamp: row.try_get(16)?,
+        uid: row.try_get(at(Column::Uid))?,
+        kind: row.try_get(at(Column::Kind))?,
+        api_version: row.try_get(at(Column::ApiVersion))?,
+        namespace: row.try_get(at(Column::Namespace))?,
+        name: row.try_get(at(Column::Name))?,
+        generation: row.try_get(at(Column::Generation))?,
+        spec: row.try_get(json(J::Spec))?,
+        status: row.try_get(json(J::Status))?,
+        labels: row.try_get(json(J::Labels))?,
+        annotations: row.try_get(json(J::Annotations))?,
+        finalizers: row.try_get(json(J::Finalizers))?,
+        owner_references: row.try_get(json(J::OwnerReferences))?,
+        managed_fields: row.try_get(json(J::ManagedFields))?,
+        extra: row.try_get(json(J::Extra))?,
+        created_at: row.try_get(at(Column::CreatedAt))?,
+        deletion_timestamp: row.try_get(at(Column::DeletionTimestamp))?,
     };
-    Ok(assemble(cols, row.try_get(5)?))
+    Ok(assemble(cols, row.try_get(at(Column::ResourceVersion))?))
 }
 
 /// Builds the API object, with metadata in the order kube writes it.
@@ -231,6 +344,16 @@ pub fn assemble(p: Columns, resource_version: i64) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_select_list_is_the_column_list() {
+        let names: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+        let select: Vec<&str> = SELECT_COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(select, names);
+        for (i, c) in Column::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+    }
 
     #[test]
     fn an_object_survives_the_split_into_columns_and_back() {
