@@ -86,7 +86,7 @@ pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
             })
             .filter(|(v, _)| *v >= 15)
             .collect();
-        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
         candidates.extend(dirs.into_iter().map(|(_, p)| p));
     }
     if let Some(path) = std::env::var_os("PATH") {

@@ -117,8 +117,7 @@ async fn dev(mut args: DevArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
     eprintln!(
-        "PostgreSQL {} running on 127.0.0.1:{} (data in {})",
-        "dev cluster",
+        "PostgreSQL dev cluster running on 127.0.0.1:{} (data in {})",
         cluster.port(),
         cluster.base_dir().display()
     );

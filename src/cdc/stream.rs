@@ -454,10 +454,8 @@ fn handle_data(
 ) -> Result<(), String> {
     let applied_rv = state.rv();
     match decoder.decode(data).map_err(|e| e.to_string())? {
-        Message::Relation(rel) => {
-            if rel.name == "resources" {
-                *layout = Some(Layout::new(&rel).map_err(|e| e.to_string())?);
-            }
+        Message::Relation(rel) if rel.name == "resources" => {
+            *layout = Some(Layout::new(&rel).map_err(|e| e.to_string())?);
         }
         Message::Insert(ins) => {
             let (l, del) = current(layout, ins.relation_id)?;
@@ -514,13 +512,12 @@ fn handle_data(
                 txn.gap = Some(format!("row {uid} was hard-deleted while live"));
             }
         }
-        Message::Truncate(t) => {
+        Message::Truncate(t)
             if layout
                 .as_ref()
-                .is_some_and(|(l, _)| t.relation_ids.contains(&l.relation_id))
-            {
-                txn.gap = Some("resources was truncated".into());
-            }
+                .is_some_and(|(l, _)| t.relation_ids.contains(&l.relation_id)) =>
+        {
+            txn.gap = Some("resources was truncated".into());
         }
         _ => {}
     }

@@ -108,8 +108,11 @@ pub struct SlotArgs {
 /// The names of the replication slot and publication the watch reads.
 #[derive(Debug, Clone, Args)]
 pub struct StreamNames {
+    /// The logical replication slot the watch reads (lower-case letters, digits and _, at
+    /// most 63). Slot names are cluster-wide: each database needs its own.
     #[arg(long, env = "ARK_SLOT_NAME", default_value = defaults::SLOT_NAME)]
     pub slot_name: String,
+    /// The publication of the resources table that the slot decodes.
     #[arg(long, env = "ARK_PUBLICATION_NAME", default_value = defaults::PUBLICATION_NAME)]
     pub publication_name: String,
 }
@@ -142,7 +145,8 @@ pub struct DbArgs {
     /// A file holding the password (e.g. a mounted Secret); trailing newlines are ignored.
     #[arg(long = "postgres-password-file", env = "ARK_POSTGRES_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
-    /// disable, require, verify-ca or verify-full. A sslmode in --database-url wins.
+    /// disable, prefer, require, verify-ca or verify-full. A sslmode in --database-url wins.
+    /// Without one it is require (not libpq's prefer): a server without TLS is refused.
     /// [default: storage.postgresql.sslMode in .arkrc.yaml, else require]
     #[arg(long = "postgres-ssl-mode", env = "ARK_POSTGRES_SSL_MODE")]
     pub ssl_mode: Option<String>,
@@ -205,6 +209,7 @@ pub struct ServerArgs {
     /// PEM certificate to serve; without it a self-signed certificate is generated.
     #[arg(long, env = "ARK_TLS_CERT_FILE", requires = "tls_private_key_file")]
     pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
     #[arg(long, env = "ARK_TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
     /// A directory of extra CustomResourceDefinition YAML files (group ark.mckinsey.com) to serve.
