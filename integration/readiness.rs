@@ -58,10 +58,7 @@ async fn a_replica_that_says_ready_serves_consistent_reads_after_a_restart_with_
         .await
         .unwrap();
     let base = format!("https://{}", running.addr);
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    let http = crate::startup_failures::http();
     // Poll readiness as a kubelet would, and read the moment it says ready.
     let ready_after = loop {
         assert!(

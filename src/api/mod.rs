@@ -59,16 +59,7 @@ impl AppState {
         let oa: Vec<OpenApiResource<'_>> = resources
             .all()
             .iter()
-            .map(|d| OpenApiResource {
-                group: &d.group,
-                version: &d.version,
-                kind: &d.kind,
-                list_kind: &d.list_kind,
-                plural: &d.plural,
-                namespaced: d.namespaced,
-                has_status: d.has_status,
-                schema: &d.schema_json,
-            })
+            .map(|d| OpenApiResource::from(d.as_ref()))
             .collect();
         let openapi_v2 = OpenApiV2::new(&openapi::openapi_v2(&oa));
         let openapi_v3_index = openapi::openapi_v3_index(&oa);

@@ -35,6 +35,21 @@ pub struct OpenApiResource<'a> {
     pub schema: &'a Value,
 }
 
+impl<'a> From<&'a crate::k8s::resource::ResourceDef> for OpenApiResource<'a> {
+    fn from(d: &'a crate::k8s::resource::ResourceDef) -> Self {
+        OpenApiResource {
+            group: &d.group,
+            version: &d.version,
+            kind: &d.kind,
+            list_kind: &d.list_kind,
+            plural: &d.plural,
+            namespaced: d.namespaced,
+            has_status: d.has_status,
+            schema: &d.schema_json,
+        }
+    }
+}
+
 const OBJECT_META_DESCRIPTION: &str = "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 const LIST_META_DESCRIPTION: &str = "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
 

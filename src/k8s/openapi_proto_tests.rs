@@ -436,16 +436,7 @@ fn served_document(resources: &Resources) -> Value {
     let oa: Vec<OpenApiResource<'_>> = resources
         .all()
         .iter()
-        .map(|d| OpenApiResource {
-            group: &d.group,
-            version: &d.version,
-            kind: &d.kind,
-            list_kind: &d.list_kind,
-            plural: &d.plural,
-            namespaced: d.namespaced,
-            has_status: d.has_status,
-            schema: &d.schema_json,
-        })
+        .map(|d| OpenApiResource::from(d.as_ref()))
         .collect();
     openapi_v2(&oa)
 }
