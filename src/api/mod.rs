@@ -2,7 +2,6 @@
 //! types. Everything below it works on JSON values and [`ApiError`]s.
 
 pub mod negotiate;
-pub mod request_info;
 pub mod resource;
 pub mod watch;
 

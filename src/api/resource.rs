@@ -2,15 +2,16 @@
 
 use std::time::Instant;
 
-use actix_web::http::{header, Method, StatusCode};
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use super::negotiate::{self, BodyType, Encoding, Output, Shape};
-use super::request_info::{self, RequestInfo};
 use super::{error_response, AppState};
+use crate::auth::attributes::{RequestAttributes, Verb};
 use crate::k8s::query::Query;
+use crate::k8s::request_info::{self, RequestInfo};
 use crate::k8s::resource::ResourceDef;
 use crate::k8s::status::{ApiError, Details, StatusReason};
 use crate::k8s::table::{self, IncludeObject};
@@ -38,20 +39,26 @@ pub async fn handle(
         (Some(info), Some(def)) => {
             // A malformed query is answered 400; the verb is still named for the metrics.
             let query = Query::parse(req.query_string());
-            let verb = verb_of(req.method(), &info, query.as_ref().ok());
+            let attrs =
+                RequestAttributes::new(req.method().as_str(), req.path(), query.as_ref().ok());
+            let verb = attrs.verb;
             let resp = match query {
                 Err(e) => {
                     error_response(&ApiError::bad_request(format!("invalid query string: {e}")))
                 }
-                Ok(query) => match dispatch(&req, payload, &state, &info, &def, &query, verb).await
-                {
-                    Ok(r) => r,
-                    Err(e) => error_response(&e),
-                },
+                Ok(query) => {
+                    match dispatch(&req, payload, &state, &info, &def, &query, &verb).await {
+                        Ok(r) => r,
+                        Err(e) => error_response(&e),
+                    }
+                }
             };
             (verb, resp)
         }
-        _ => ("unknown", error_response(&not_found_page())),
+        _ => (
+            Verb::NonResource(String::new()),
+            error_response(&not_found_page()),
+        ),
     };
     let resource = segments
         .iter()
@@ -60,7 +67,7 @@ pub async fn handle(
         .copied()
         .unwrap_or("");
     crate::metrics::record_request(
-        verb,
+        verb.label(),
         resource,
         response.status().as_u16(),
         started.elapsed(),
@@ -74,26 +81,6 @@ pub fn not_found_page() -> ApiError {
         StatusReason::NotFound,
         "the server could not find the requested resource",
     )
-}
-
-/// The verb, as kube's RequestInfoFactory derives it: a GET of a collection is a watch
-/// when the `watch` option reads true (the same rule every option is parsed with).
-fn verb_of(method: &Method, info: &RequestInfo, query: Option<&Query>) -> &'static str {
-    let watch = info.watch_path || query.and_then(|q| q.bool("watch")).unwrap_or(false);
-    match (method.as_str(), info.name.is_some()) {
-        ("GET", false) if watch => "watch",
-        ("GET", false) => "list",
-        // A watch of one object is only the /watch/ path: as in kube, ?watch=true on an
-        // item URL is a plain GET (GetOptions has no watch).
-        ("GET", true) if info.watch_path => "watch",
-        ("GET", true) => "get",
-        ("POST", false) => "create",
-        ("PUT", true) => "update",
-        ("PATCH", true) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => "unsupported",
-    }
 }
 
 fn method_not_allowed(def: &ResourceDef) -> ApiError {
@@ -115,14 +102,16 @@ async fn dispatch(
     info: &RequestInfo,
     def: &std::sync::Arc<ResourceDef>,
     query: &Query,
-    verb: &'static str,
+    verb: &Verb,
 ) -> Result<HttpResponse, ApiError> {
     // Scope: namespaced kinds are addressed inside a namespace, except for cross-namespace
     // lists; cluster-scoped kinds never are.
     match (def.namespaced, &info.namespace) {
         (false, Some(_)) => return Err(not_found_page()),
         (true, None) if info.name.is_some() => return Err(not_found_page()),
-        (true, None) if !matches!(verb, "list" | "watch") => return Err(method_not_allowed(def)),
+        (true, None) if !matches!(verb, Verb::List | Verb::Watch) => {
+            return Err(method_not_allowed(def))
+        }
         _ => {}
     }
     let sub = match info.subresource.as_deref() {
@@ -130,7 +119,7 @@ async fn dispatch(
         Some("status") if def.has_status => Subresource::Status,
         Some(_) => return Err(not_found_page()),
     };
-    if sub == Subresource::Status && !matches!(verb, "get" | "update" | "patch") {
+    if sub == Subresource::Status && !matches!(verb, Verb::Get | Verb::Update | Verb::Patch) {
         return Err(method_not_allowed(def));
     }
     let ns = info.namespace.as_deref().unwrap_or("");
@@ -148,8 +137,15 @@ async fn dispatch(
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok());
     let reg = &state.registry;
+    // kube names the verb by method; only some method and URL pairs are served.
+    let named = info.name.is_some();
     match verb {
-        "list" => {
+        Verb::Create if named => return Err(method_not_allowed(def)),
+        Verb::Update | Verb::Patch if !named => return Err(method_not_allowed(def)),
+        _ => {}
+    }
+    match verb {
+        Verb::List => {
             let out = negotiate::negotiate(accept, true)?;
             let opts = ListOptions::parse(query, def.namespaced)?;
             opts.validate()?;
@@ -158,7 +154,7 @@ async fn dispatch(
             let result = reg.list(def, info.namespace.as_deref(), &opts).await?;
             Ok(render_list(def, result, out, include))
         }
-        "watch" => {
+        Verb::Watch => {
             let mut out = negotiate::negotiate_watch(accept)?;
             out.encoding = Encoding::Json;
             let mut opts = ListOptions::parse(query, def.namespaced)?;
@@ -191,7 +187,7 @@ async fn dispatch(
             )
             .await
         }
-        "get" => {
+        Verb::Get => {
             let out = negotiate::negotiate(accept, false)?;
             let include =
                 IncludeObject::parse(query.get("includeObject")).map_err(ApiError::bad_request)?;
@@ -205,7 +201,7 @@ async fn dispatch(
                 _ => render_object(def, obj.value().clone(), out, include, StatusCode::OK),
             })
         }
-        "create" => {
+        Verb::Create => {
             let out = negotiate::negotiate(accept, false)?;
             let opts = WriteOptions::parse(query, user_agent)?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
@@ -218,7 +214,7 @@ async fn dispatch(
                 StatusCode::CREATED,
             ))
         }
-        "update" => {
+        Verb::Update => {
             let out = negotiate::negotiate(accept, false)?;
             let opts = WriteOptions::parse(query, user_agent)?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
@@ -231,7 +227,7 @@ async fn dispatch(
                 StatusCode::OK,
             ))
         }
-        "patch" => {
+        Verb::Patch => {
             let out = negotiate::negotiate(accept, false)?;
             let opts = WriteOptions::parse(query, user_agent)?;
             let kind = match negotiate::body_type(content_type) {
@@ -249,7 +245,7 @@ async fn dispatch(
                 StatusCode::OK,
             ))
         }
-        "delete" => {
+        Verb::Delete => {
             let out = negotiate::negotiate(accept, false)?;
             let mut opts = WriteOptions::parse(query, user_agent)?;
             let body = read_body(payload, state.max_body_bytes).await?;
@@ -264,7 +260,7 @@ async fn dispatch(
                 StatusCode::OK,
             ))
         }
-        "deletecollection" => {
+        Verb::DeleteCollection => {
             let out = negotiate::negotiate(accept, true)?;
             let mut opts = WriteOptions::parse(query, user_agent)?;
             let list_opts = ListOptions::parse(query, def.namespaced)?;

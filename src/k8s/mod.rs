@@ -7,6 +7,7 @@ pub mod object;
 pub mod openapi;
 pub mod openapi_proto;
 pub mod query;
+pub mod request_info;
 pub mod resource;
 pub mod schema;
 pub mod selector;

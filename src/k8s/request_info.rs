@@ -1,9 +1,11 @@
-//! Parses a resource URL into what it addresses, as kube's RequestInfoFactory does.
+//! Parses a resource URL into what it addresses, as kube's RequestInfoFactory does. Pure.
 
 use crate::k8s::resource::GROUP;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestInfo {
+    /// `""` for the core group (`/api/v1/...`).
+    pub group: String,
     pub version: String,
     /// Namespace from the URL, if the URL has a `namespaces/{ns}` part.
     pub namespace: Option<String>,
@@ -14,12 +16,20 @@ pub struct RequestInfo {
     pub watch_path: bool,
 }
 
-/// `segments` are the path segments after `/apis/`.
+/// `segments` are the path segments after `/apis/`; `None` unless the group is ours.
 pub fn parse(segments: &[&str]) -> Option<RequestInfo> {
+    match segments.first() {
+        Some(&g) if g == GROUP => parse_any_group(segments),
+        _ => None,
+    }
+}
+
+/// Like [`parse`] for any group; the core group's segments start with `""`.
+pub fn parse_any_group(segments: &[&str]) -> Option<RequestInfo> {
     let [group, version, rest @ ..] = segments else {
         return None;
     };
-    if *group != GROUP || version.is_empty() {
+    if version.is_empty() {
         return None;
     }
     let (watch_path, rest) = match rest {
@@ -40,6 +50,7 @@ pub fn parse(segments: &[&str]) -> Option<RequestInfo> {
         return None;
     }
     Some(RequestInfo {
+        group: group.to_string(),
         version: version.to_string(),
         namespace,
         plural: plural.to_string(),
