@@ -7,4 +7,7 @@
 //! learns about users.
 
 pub mod attributes;
+pub mod authn;
+pub mod requestheader;
 pub mod user;
+pub mod x509;
