@@ -8,6 +8,7 @@
 
 pub mod attributes;
 pub mod authn;
+pub mod authz;
 pub mod requestheader;
 pub mod user;
 pub mod x509;
