@@ -10,5 +10,6 @@ pub mod attributes;
 pub mod authn;
 pub mod authz;
 pub mod requestheader;
+pub mod sources;
 pub mod user;
 pub mod x509;
