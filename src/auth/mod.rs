@@ -7,4 +7,5 @@
 //! learns about users.
 
 pub mod attributes;
+pub mod forbidden;
 pub mod user;
