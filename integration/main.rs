@@ -11,6 +11,8 @@ mod dockerfile;
 mod harness;
 mod helm_chart;
 mod kube_client;
+mod kube_standin;
+mod kubeapi;
 mod kubectl;
 mod kubectl_list;
 mod kubectl_more;

@@ -9,6 +9,7 @@ pub mod cdc;
 pub mod config;
 pub mod embedded;
 pub mod k8s;
+pub mod kubeapi;
 pub mod metrics;
 pub mod pgoutput;
 pub mod registry;

@@ -9,6 +9,7 @@
 pub mod attributes;
 pub mod authn;
 pub mod authz;
+pub mod forbidden;
 pub mod requestheader;
 pub mod sources;
 pub mod user;

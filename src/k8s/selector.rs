@@ -470,6 +470,21 @@ impl FieldSelector {
     /// Syntax errors in any term are reported before an unsupported field, because kube
     /// parses the whole parameter before it converts field labels.
     pub fn parse(s: &str, supported: &[&str]) -> Result<FieldSelector, String> {
+        let selector = Self::parse_any_field(s)?;
+        if let Some(r) = selector
+            .requirements
+            .iter()
+            .find(|r| !supported.contains(&r.field.as_str()))
+        {
+            return Err(format!("field label not supported: {}", r.field));
+        }
+        Ok(selector)
+    }
+
+    /// The syntax alone, any field accepted: kube's `fields.ParseSelector`, which is what
+    /// authorization reads (a SubjectAccessReview carries the requirements as written,
+    /// whether or not the resource supports the field).
+    pub fn parse_any_field(s: &str) -> Result<FieldSelector, String> {
         let mut terms = split_terms(s);
         terms.sort_unstable();
         let mut requirements = Vec::new();
@@ -482,12 +497,6 @@ impl FieldSelector {
                 op,
                 value,
             });
-        }
-        if let Some(r) = requirements
-            .iter()
-            .find(|r| !supported.contains(&r.field.as_str()))
-        {
-            return Err(format!("field label not supported: {}", r.field));
         }
         Ok(FieldSelector { requirements })
     }
