@@ -369,21 +369,40 @@ pub async fn run_migrate_for(db: &DbConfig, publication: &str) -> Result<Vec<i32
     Ok(applied)
 }
 
-/// Writes a kubeconfig that points kubectl at `addr` and trusts `cert_pem`.
+/// Writes a kubeconfig that points kubectl at `addr`, trusts `server_ca_pem` and
+/// authenticates with the client certificate `client`. The file holds a private key, so
+/// only its owner may read it (mode 0600, as kubectl writes its own).
 pub fn write_kubeconfig(
     path: &std::path::Path,
     addr: SocketAddr,
-    cert_pem: &str,
+    server_ca_pem: &str,
+    client: &tls::ClientCert,
 ) -> std::io::Result<()> {
     use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(cert_pem);
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (ca, cert, key) = (
+        b64(server_ca_pem),
+        b64(&client.cert_pem),
+        b64(&client.key_pem),
+    );
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: ark-dev\n  cluster:\n    server: https://{addr}\n    certificate-authority-data: {ca}\n\
-         users:\n- name: ark-dev\n  user:\n    token: ark-dev-no-auth\ncontexts:\n- name: ark-dev\n  context:\n    cluster: ark-dev\n    user: ark-dev\n    namespace: default\n\
+         users:\n- name: ark-dev\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n\
+         contexts:\n- name: ark-dev\n  context:\n    cluster: ark-dev\n    user: ark-dev\n    namespace: default\n\
          current-context: ark-dev\n"
     );
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, text)
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only when the file is created; one left by an earlier run may be wider.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }

@@ -10,6 +10,8 @@
 //! key is the certificate's (a pair caught half-written keeps the old one); handshakes read
 //! the current pair atomically, and open connections (with their watches) keep theirs.
 
+mod client_certs;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,6 +24,8 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
+
+pub use client_certs::{dev_client_ca, issue_client_cert, ClientCa, ClientCert, DEV_USER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
