@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const BIN: &str = env!("CARGO_BIN_EXE_ark-apiserver");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_serves_with_a_kubeconfig_kubectl_trusts_and_cleans_up_on_ctrl_c() {
+async fn dev_serves_with_a_client_certificate_kubeconfig_kubectl_trusts_and_cleans_up_on_ctrl_c() {
     let port = ark_apiserver::embedded::free_port().unwrap().to_string();
     let mut child = tokio::process::Command::new(BIN)
         .args(["dev", "--port", &port])
@@ -38,6 +38,7 @@ async fn dev_serves_with_a_kubeconfig_kubectl_trusts_and_cleans_up_on_ctrl_c() {
         "dev never printed the export line:\n{seen}"
     );
     let kubeconfig = kubeconfig.unwrap();
+    assert_kubeconfig_has_a_masters_client_certificate(std::path::Path::new(&kubeconfig));
     // Keep draining stderr so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
@@ -92,6 +93,46 @@ async fn dev_serves_with_a_kubeconfig_kubectl_trusts_and_cleans_up_on_ctrl_c() {
         !data_dir.exists(),
         "the temporary data directory {} is removed",
         data_dir.display()
+    );
+}
+
+/// The kubeconfig authenticates with a client certificate (CN dev, O system:masters), not a
+/// token, and only its owner can read the key in it.
+fn assert_kubeconfig_has_a_masters_client_certificate(path: &std::path::Path) {
+    use base64::Engine;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", path.display());
+    let text = std::fs::read_to_string(path).unwrap();
+    let cfg: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let user = &cfg["users"][0]["user"];
+    assert!(user.get("token").is_none(), "{text}");
+    let decode = |field: &str| {
+        let b64 = user[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field}: {text}"));
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    assert!(String::from_utf8(decode("client-key-data"))
+        .unwrap()
+        .contains("PRIVATE KEY"));
+    let pem = decode("client-certificate-data");
+    let der = rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .unwrap()
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let names = |it: Vec<&x509_parser::x509::AttributeTypeAndValue>| {
+        it.into_iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(cert.subject().iter_common_name().collect()), ["dev"]);
+    assert_eq!(
+        names(cert.subject().iter_organization().collect()),
+        ["system:masters"]
     );
 }
 

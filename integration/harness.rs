@@ -242,6 +242,15 @@ impl TestServer {
         }
     }
 
+    /// The certificate the server serves now.
+    pub fn serving_cert(&self) -> std::sync::Arc<ark_apiserver::tls::ServingCert> {
+        self.running
+            .as_ref()
+            .expect("a running server")
+            .serving_cert
+            .clone()
+    }
+
     pub fn base_url(&self) -> String {
         format!("https://{}", self.addr)
     }

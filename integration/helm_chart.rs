@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rustls::client::danger::ServerCertVerifier;
 use serde_json::{json, Value};
 
 use crate::harness::kubectl_path;
@@ -144,6 +145,24 @@ fn assert_database_env(env: &Value, user: &str, secret: &str, key: &str) {
     );
 }
 
+/// The server's arguments: the auth mode, and the serving certificate from the mounted Secret.
+fn serve_args(mode: &str) -> Value {
+    json!([
+        "serve",
+        format!("--auth-mode={mode}"),
+        "--tls-cert-file=/etc/ark/tls/tls.crt",
+        "--tls-private-key-file=/etc/ark/tls/tls.key"
+    ])
+}
+
+/// The names the kube-apiserver may reach the Service `ark-ark-apiserver` in `ark-system` by.
+const SERVICE_NAMES: [&str; 4] = [
+    "ark-ark-apiserver",
+    "ark-ark-apiserver.ark-system",
+    "ark-ark-apiserver.ark-system.svc",
+    "ark-ark-apiserver.ark-system.svc.cluster.local",
+];
+
 #[test]
 fn lint_passes_with_the_documented_required_values() {
     let out = helm(&["lint"], REQUIRED);
@@ -158,6 +177,7 @@ fn rendering_produces_the_documented_objects() {
     got.sort();
     let mut want = vec![
         "ServiceAccount/ark-ark-apiserver",
+        "Secret/ark-ark-apiserver-serving-cert",
         "Deployment/ark-ark-apiserver",
         "Service/ark-ark-apiserver",
         "APIService/v1alpha1.ark.mckinsey.com",
@@ -184,16 +204,20 @@ fn the_deployment_serves_with_database_settings_from_values_and_the_password_fro
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     let c = container(d);
     assert_eq!(c["command"], json!(["ark-apiserver"]));
-    assert_eq!(c["args"], json!(["serve"]));
+    assert_eq!(c["args"], serve_args("delegated"));
     let env = env(c);
     assert_database_env(&env, "ark_runtime", "ark-postgres", "pw");
-    assert_eq!(env["ARK_AUTH_MODE"], "off");
+    // The mode and the certificate are flags; no environment variable overrides them.
+    assert!(env["ARK_AUTH_MODE"].is_null(), "{env}");
     assert_eq!(env["ARK_POOL_SIZE"], "40");
     assert_eq!(env["ARK_SLOT_NAME"], "ark_cdc");
     assert_eq!(env["ARK_PUBLICATION_NAME"], "ark_cdc");
     // The migrate hook applies the schema, so the serving role needs no DDL.
     assert_eq!(env["ARK_SKIP_MIGRATIONS"], "true");
     assert!(env["ARK_POSTGRES_SSL_ROOT_CERT"].is_null() && env["ARK_TLS_CERT_FILE"].is_null());
+    assert!(mounts_secret(d, "ark-ark-apiserver-serving-cert"), "{d}");
+    let tls_mount = |m: &Value| m["name"] == "tls" && m["mountPath"] == "/etc/ark/tls";
+    assert!(any(&c["volumeMounts"], tls_mount), "{c}");
     assert_eq!(
         c["ports"],
         json!([{"name": "https", "containerPort": 6443, "protocol": "TCP"}])
@@ -255,7 +279,7 @@ fn the_service_and_both_apiservices_point_at_port_6443() {
             spec["insecureSkipTLSVerify"].is_null(),
             "set by default: {a}"
         );
-        assert!(spec["caBundle"].is_null() && a["metadata"]["annotations"].is_null());
+        assert!(a["metadata"]["annotations"].is_null(), "{a}");
     }
 }
 
@@ -265,14 +289,34 @@ fn insecure_skip_tls_verify_is_set_only_when_chosen() {
     for version in ["v1alpha1", "v1prealpha1"] {
         let a = find(&docs, "APIService", &format!("{version}.ark.mckinsey.com"));
         assert_eq!(a["spec"]["insecureSkipTLSVerify"], true, "{a}");
+        // The API refuses a caBundle beside it.
+        assert!(a["spec"]["caBundle"].is_null(), "{a}");
     }
+    // Without it, the default install is verifiable: a caBundle and no skip.
+    let (_, docs) = render(&[]);
+    for version in ["v1alpha1", "v1prealpha1"] {
+        let a = find(&docs, "APIService", &format!("{version}.ark.mckinsey.com"));
+        assert!(a["spec"]["insecureSkipTLSVerify"].is_null(), "{a}");
+        assert!(a["spec"]["caBundle"].is_string(), "{a}");
+    }
+}
+
+#[test]
+fn an_existing_tls_secret_is_mounted_and_its_ca_given_as_the_ca_bundle() {
     let (_, docs) = render(&["tls.secretName=ark-serving", "apiService.caBundle=Q0E="]);
-    let a = find(&docs, "APIService", "v1alpha1.ark.mckinsey.com");
-    assert!(a["spec"]["insecureSkipTLSVerify"].is_null(), "{a}");
-    assert_eq!(a["spec"]["caBundle"], "Q0E=");
-    let env = env(container(find(&docs, "Deployment", "ark-ark-apiserver")));
-    assert_eq!(env["ARK_TLS_CERT_FILE"], "/etc/ark/tls/tls.crt");
-    assert_eq!(env["ARK_TLS_PRIVATE_KEY_FILE"], "/etc/ark/tls/tls.key");
+    for version in ["v1alpha1", "v1prealpha1"] {
+        let a = find(&docs, "APIService", &format!("{version}.ark.mckinsey.com"));
+        assert!(a["spec"]["insecureSkipTLSVerify"].is_null(), "{a}");
+        assert_eq!(a["spec"]["caBundle"], "Q0E=");
+    }
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    assert_eq!(container(d)["args"], serve_args("delegated"));
+    assert!(mounts_secret(d, "ark-serving"), "{d}");
+    assert!(
+        docs.iter().all(|d| d["kind"] != "Secret"),
+        "nothing generated: {:?}",
+        kinds_and_names(&docs)
+    );
 }
 
 #[test]
@@ -280,8 +324,7 @@ fn cert_manager_issues_the_serving_certificate_and_its_ca_is_injected_into_the_a
     let (_, docs) = render(&["certManager.enabled=true"]);
     let cert = find(&docs, "Certificate", "ark-ark-apiserver");
     assert_eq!(cert["spec"]["secretName"], "ark-ark-apiserver-tls");
-    let svc_name = |n: &Value| n == "ark-ark-apiserver.ark-system.svc";
-    assert!(any(&cert["spec"]["dnsNames"], svc_name), "{cert}");
+    assert_eq!(cert["spec"]["dnsNames"], json!(SERVICE_NAMES), "{cert}");
     let issuer = &cert["spec"]["issuerRef"]["name"];
     assert_eq!(issuer, "ark-ark-apiserver-selfsigned");
     find(&docs, "Issuer", "ark-ark-apiserver-selfsigned");
@@ -292,13 +335,19 @@ fn cert_manager_issues_the_serving_certificate_and_its_ca_is_injected_into_the_a
             "ark-system/ark-ark-apiserver"
         );
         assert!(a["spec"]["insecureSkipTLSVerify"].is_null(), "{a}");
+        assert!(
+            a["spec"]["caBundle"].is_null(),
+            "injected, not rendered: {a}"
+        );
     }
     let d = find(&docs, "Deployment", "ark-ark-apiserver");
-    assert_eq!(
-        env(container(d))["ARK_TLS_CERT_FILE"],
-        "/etc/ark/tls/tls.crt"
-    );
+    assert_eq!(container(d)["args"], serve_args("delegated"));
     assert!(mounts_secret(d, "ark-ark-apiserver-tls"), "{d}");
+    assert!(
+        docs.iter().all(|d| d["kind"] != "Secret"),
+        "cert-manager writes the Secret: {:?}",
+        kinds_and_names(&docs)
+    );
 }
 
 #[test]
@@ -432,4 +481,141 @@ fn rendering_without_postgresql_user_fails_with_its_name() {
 #[test]
 fn rendering_without_postgresql_password_secret_name_fails_with_its_name() {
     assert_required("postgresql.passwordSecretName");
+}
+
+/// A base64 field of a Secret (or a caBundle), decoded.
+fn b64(v: &Value) -> Vec<u8> {
+    use base64::Engine;
+    let text = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn first_der(pem: &[u8]) -> rustls::pki_types::CertificateDer<'static> {
+    rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .expect("a PEM certificate")
+        .unwrap()
+}
+
+#[test]
+fn the_default_install_generates_a_ca_and_a_certificate_for_the_service_names_and_trusts_that_ca() {
+    let (_, docs) = render(&[]);
+    let secret = find(&docs, "Secret", "ark-ark-apiserver-serving-cert");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(secret["metadata"]["namespace"], "ark-system");
+    let data = &secret["data"];
+    let (ca_pem, cert_pem, key_pem) = (
+        b64(&data["ca.crt"]),
+        b64(&data["tls.crt"]),
+        b64(&data["tls.key"]),
+    );
+
+    let ca_der = first_der(&ca_pem);
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    assert!(ca.is_ca(), "ca.crt is a CA");
+    let cert_der = first_der(&cert_pem);
+    let (_, cert) = x509_parser::parse_x509_certificate(&cert_der).unwrap();
+    assert!(!cert.is_ca());
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .expect("a subjectAltName")
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+            other => panic!("not a DNS name: {other:?}"),
+        })
+        .collect();
+    assert_eq!(sans, SERVICE_NAMES);
+
+    // What the aggregator does: verify the chain to the caBundle for <svc>.<ns>.svc.
+    for version in ["v1alpha1", "v1prealpha1"] {
+        let a = find(&docs, "APIService", &format!("{version}.ark.mckinsey.com"));
+        assert_eq!(a["spec"]["caBundle"], data["ca.crt"], "{a}");
+        assert!(a["spec"]["insecureSkipTLSVerify"].is_null(), "{a}");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("ark-ark-apiserver.ark-system.svc").unwrap();
+    verifier
+        .verify_server_cert(
+            &cert_der,
+            &[],
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .expect("the serving certificate verifies against the caBundle");
+
+    // And the server loads the pair (the chart's key is PKCS#1 RSA).
+    ark_apiserver::tls::certified_key(&cert_pem, &key_pem, "tls.crt", "tls.key").unwrap();
+}
+
+#[test]
+fn auth_mode_is_delegated_by_default_and_off_only_when_chosen() {
+    let args =
+        |docs: &[Value]| container(find(docs, "Deployment", "ark-ark-apiserver"))["args"].clone();
+    assert_eq!(args(&render(&[]).1), serve_args("delegated"));
+    assert_eq!(args(&render(&["auth.mode=off"]).1), serve_args("off"));
+    // In a values file a bare off is YAML's false; it still means off.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, "auth:\n  mode: off\n").unwrap();
+    let file = file.display().to_string();
+    let sets: Vec<&str> = VALUES.to_vec();
+    let out = helm(
+        &["template", "ark", "--namespace", "ark-system", "-f", &file],
+        &sets,
+    );
+    assert!(out.ok, "{}", out.stderr);
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&out.stdout).unwrap();
+    let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
+    assert_eq!(args(&docs), serve_args("off"));
+}
+
+#[test]
+fn an_unknown_auth_mode_and_the_old_auth_mode_value_are_refused_by_name() {
+    let mut sets: Vec<&str> = REQUIRED.to_vec();
+    sets.push("auth.mode=anonymous");
+    let out = helm(&["template", "ark"], &sets);
+    assert!(
+        !out.ok && out.stderr.contains("auth.mode must be delegated or off"),
+        "{}",
+        out.stderr
+    );
+    // The value was authMode: an install still setting it must not silently change mode.
+    let mut sets: Vec<&str> = REQUIRED.to_vec();
+    sets.push("authMode=off");
+    let out = helm(&["template", "ark"], &sets);
+    assert!(
+        !out.ok && out.stderr.contains("authMode was renamed to auth.mode"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn lint_passes_in_every_certificate_and_auth_mode() {
+    for extra in [
+        &["certManager.enabled=true"][..],
+        &["tls.secretName=ark-serving", "apiService.caBundle=Q0E="],
+        &["apiService.insecureSkipTLSVerify=true", "auth.mode=off"],
+    ] {
+        let sets: Vec<&str> = REQUIRED.iter().chain(extra).copied().collect();
+        let out = helm(&["lint"], &sets);
+        assert!(
+            out.ok,
+            "helm lint {extra:?}:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+    }
 }

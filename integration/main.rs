@@ -21,6 +21,7 @@ mod postgres_tls;
 mod readiness;
 mod resource_version;
 mod semantics;
+mod serving_cert;
 mod shutdown;
 mod slots;
 mod startup;

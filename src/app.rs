@@ -65,8 +65,10 @@ impl From<ConnectFailure> for StartError {
 /// A started server. `init` finishes when the database is ready (or fails for good).
 pub struct Running {
     pub addr: SocketAddr,
-    /// The serving certificate, PEM, for clients that want to verify it.
+    /// The serving certificate at start, PEM, for clients that want to verify it.
     pub cert_pem: String,
+    /// The certificate served now (reloaded from the files when they change).
+    pub serving_cert: Arc<tls::ServingCert>,
     pub init: JoinHandle<Result<(), StartError>>,
     /// The change stream; it ends only when the database cannot feed a watch at all, or
     /// when [`stop`](Self::stop) ends it.
@@ -155,28 +157,10 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         tracing::info!(dir = %dir.display(), definitions = n, "loaded extra resource definitions");
     }
     let resources = Arc::new(resources);
-    let (cert_pem, tls_config) = match (&opts.tls_cert_file, &opts.tls_key_file) {
-        (Some(c), Some(k)) => (
-            std::fs::read_to_string(c).unwrap_or_default(),
-            tls::server_config_from_files(c, k)?,
-        ),
-        _ => {
-            let hosts = vec![
-                "localhost".to_string(),
-                "127.0.0.1".to_string(),
-                "::1".to_string(),
-            ];
-            let (cert, key) = tls::self_signed(&hosts)?;
-            let cfg = tls::server_config(
-                cert.as_bytes(),
-                key.as_bytes(),
-                "generated certificate",
-                "generated key",
-            )?;
-            tracing::info!("serving with a generated self-signed certificate (pass --tls-cert-file and --tls-private-key-file to use your own)");
-            (cert, cfg)
-        }
-    };
+    let serving = serving_certificate(&opts)?;
+    // Client certificates are not asked for yet: the second argument is where a verifier
+    // that requests (not requires) them goes.
+    let tls_config = tls::server_config(serving.cert.clone(), None)?;
     let pool = connect::pool(&opts.db)?;
     let store = Arc::new(Store::new(pool, opts.write_batch_size));
     let readiness = Arc::new(Readiness::default());
@@ -234,19 +218,67 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     ));
     let retention = opts.deleted_retention;
     let purge = tokio::spawn(purge_loop(store.clone(), readiness.clone(), retention));
+    let mut housekeeping = vec![purge];
+    if let Some((files, reloader)) = serving.watch {
+        housekeeping.push(tokio::spawn(tls::watch_files(
+            serving.cert.clone(),
+            files,
+            reloader,
+            opts.tls_reload_interval,
+        )));
+    }
     Ok(Running {
         addr,
-        cert_pem,
+        cert_pem: serving.cert_pem,
+        serving_cert: serving.cert,
         init,
         stream,
         stream_status,
         readiness,
         server: handle,
         server_task,
-        housekeeping: vec![purge],
+        housekeeping,
         store,
         stop_watches,
         stop_stream,
+    })
+}
+
+/// The serving certificate and, for the operator's files, what keeps it current.
+struct Serving {
+    cert_pem: String,
+    cert: Arc<tls::ServingCert>,
+    watch: Option<(tls::CertFiles, tls::Reloader)>,
+}
+
+/// The operator's files (a failure stops the start; later changes are reloaded), or a
+/// self-signed certificate for loopback made now.
+fn serving_certificate(opts: &CompletedConfig) -> Result<Serving, StartError> {
+    if let (Some(cert), Some(key)) = (&opts.tls_cert_file, &opts.tls_key_file) {
+        let files = tls::CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let loaded = files.load()?;
+        return Ok(Serving {
+            cert_pem: loaded.cert_pem,
+            cert: loaded.serving,
+            watch: Some((files, loaded.reloader)),
+        });
+    }
+    let hosts = ["localhost", "127.0.0.1", "::1"].map(String::from);
+    let (cert, key) = tls::self_signed(&hosts)?;
+    let certified = tls::certified_key(
+        cert.as_bytes(),
+        key.as_bytes(),
+        "generated certificate",
+        "generated key",
+    )?;
+    tracing::info!("serving with a generated self-signed certificate (pass --tls-cert-file and --tls-private-key-file to use your own)");
+    Ok(Serving {
+        cert_pem: cert,
+        cert: tls::ServingCert::new(certified),
+        watch: None,
     })
 }
 
@@ -337,21 +369,40 @@ pub async fn run_migrate_for(db: &DbConfig, publication: &str) -> Result<Vec<i32
     Ok(applied)
 }
 
-/// Writes a kubeconfig that points kubectl at `addr` and trusts `cert_pem`.
+/// Writes a kubeconfig that points kubectl at `addr`, trusts `server_ca_pem` and
+/// authenticates with the client certificate `client`. The file holds a private key, so
+/// only its owner may read it (mode 0600, as kubectl writes its own).
 pub fn write_kubeconfig(
     path: &std::path::Path,
     addr: SocketAddr,
-    cert_pem: &str,
+    server_ca_pem: &str,
+    client: &tls::ClientCert,
 ) -> std::io::Result<()> {
     use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(cert_pem);
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (ca, cert, key) = (
+        b64(server_ca_pem),
+        b64(&client.cert_pem),
+        b64(&client.key_pem),
+    );
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: ark-dev\n  cluster:\n    server: https://{addr}\n    certificate-authority-data: {ca}\n\
-         users:\n- name: ark-dev\n  user:\n    token: ark-dev-no-auth\ncontexts:\n- name: ark-dev\n  context:\n    cluster: ark-dev\n    user: ark-dev\n    namespace: default\n\
+         users:\n- name: ark-dev\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n\
+         contexts:\n- name: ark-dev\n  context:\n    cluster: ark-dev\n    user: ark-dev\n    namespace: default\n\
          current-context: ark-dev\n"
     );
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, text)
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only when the file is created; one left by an earlier run may be wider.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }

@@ -6,12 +6,14 @@ use tracing_subscriber::EnvFilter;
 
 use ark_apiserver::app;
 use ark_apiserver::arkrc::{self, Effective};
+use ark_apiserver::auth::user::MASTERS;
 use ark_apiserver::config::{
     defaults, Cli, Command, CompletedConfig, ConfigCommand, DevArgs, HelmOutput, HelmValuesArgs,
     ServeArgs, ServeConfig, SlotCommand,
 };
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
+use ark_apiserver::tls;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_recording_sources();
@@ -135,11 +137,16 @@ async fn dev(mut args: DevArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .complete()
             .map_err(|e| e.to_string())?;
-        let kubeconfig = args
+        let path = args
             .kubeconfig
             .clone()
             .unwrap_or_else(|| cluster.base_dir().join("kubeconfig"));
-        run_until_signal(config, Some(kubeconfig)).await
+        // A client CA of this run's own, and a certificate in system:masters for the
+        // kubeconfig: allowed everything without a kube-apiserver to ask.
+        let ca = tls::dev_client_ca().map_err(|e| e.to_string())?;
+        let client =
+            tls::issue_client_cert(&ca, tls::DEV_USER, Some(MASTERS)).map_err(|e| e.to_string())?;
+        run_until_signal(config, Some(DevKubeconfig { path, client })).await
     }
     .await;
     eprintln!("stopping PostgreSQL");
@@ -171,14 +178,20 @@ async fn ensure_database(admin_url: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The kubeconfig `dev` writes once the server listens.
+struct DevKubeconfig {
+    path: std::path::PathBuf,
+    client: tls::ClientCert,
+}
+
 async fn run_until_signal(
     config: CompletedConfig,
-    kubeconfig: Option<std::path::PathBuf>,
+    kubeconfig: Option<DevKubeconfig>,
 ) -> Result<(), String> {
     let mut running = app::start(config).await.map_err(|e| e.to_string())?;
-    if let Some(path) = &kubeconfig {
-        app::write_kubeconfig(path, running.addr, &running.cert_pem)
-            .map_err(|e| format!("cannot write the kubeconfig {}: {e}", path.display()))?;
+    if let Some(k) = &kubeconfig {
+        app::write_kubeconfig(&k.path, running.addr, &running.cert_pem, &k.client)
+            .map_err(|e| format!("cannot write the kubeconfig {}: {e}", k.path.display()))?;
     }
     let init = &mut running.init;
     let mut init_done = false;
@@ -190,8 +203,8 @@ async fn run_until_signal(
                 init_done = true;
                 match r {
                     Ok(Ok(())) => {
-                        if let Some(path) = &kubeconfig {
-                            eprintln!("\nark-apiserver is serving on https://{}\n\n    export KUBECONFIG={}\n    kubectl api-resources --api-group=ark.mckinsey.com\n", running.addr, path.display());
+                        if let Some(k) = &kubeconfig {
+                            eprintln!("\nark-apiserver is serving on https://{}\n\n    export KUBECONFIG={}\n    kubectl api-resources --api-group=ark.mckinsey.com\n", running.addr, k.path.display());
                         }
                     }
                     Ok(Err(e)) => {

@@ -43,6 +43,13 @@ pub fn record_request(verb: &'static str, resource: &str, code: u16, took: Durat
     metrics::histogram!("apiserver_request_duration_seconds", "verb" => verb, "resource" => resource).record(took.as_secs_f64());
 }
 
+/// One check of the serving certificate files that found new content: a new pair served
+/// (`applied`), or refused and the current one kept (`rejected`).
+pub fn record_serving_cert_reload(applied: bool) {
+    let result = if applied { "applied" } else { "rejected" };
+    metrics::counter!("ark_tls_serving_cert_reloads_total", "result" => result).increment(1);
+}
+
 /// Pool use, sampled when /metrics is scraped.
 pub fn record_pool(pool: &deadpool_postgres::Pool) {
     let s = pool.status();

@@ -24,3 +24,6 @@ pub const SSL_MODE: &str = "require";
 pub const LOG_LEVEL: &str = "info";
 /// How long a graceful shutdown waits for in-flight requests before closing them.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the serving certificate files are checked for new content (no flag: cert-manager
+/// and the kubelet take far longer than this to rotate them).
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);

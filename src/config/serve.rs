@@ -28,6 +28,8 @@ pub struct ServeConfig {
     pub bind: SocketAddr,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// How often the certificate files are checked for new content.
+    pub tls_reload_interval: Duration,
     pub crd_dir: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub write_batch_size: usize,
@@ -70,6 +72,7 @@ impl ServeConfig {
             bind,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_reload_interval: defaults::TLS_RELOAD_INTERVAL,
             crd_dir: None,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             write_batch_size: defaults::WRITE_BATCH_SIZE,

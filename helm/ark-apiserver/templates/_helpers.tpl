@@ -41,18 +41,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* ARK_AUTH_MODE; a bare `off` in a values file reaches here as the boolean false. */}}
+{{/*
+--auth-mode: auth.mode, delegated or off. A bare `off` in a values file reaches here as
+the boolean false. The value was authMode before; an install still setting it would
+silently get delegated, so it is refused by name.
+*/}}
 {{- define "ark-apiserver.authMode" -}}
-{{- if and (kindIs "bool" .Values.authMode) (not .Values.authMode) }}off{{ else }}{{ .Values.authMode }}{{ end }}
+{{- if hasKey .Values "authMode" }}
+{{- fail "authMode was renamed to auth.mode (delegated by default; set auth.mode=off to serve without authentication)" }}
+{{- end }}
+{{- $mode := .Values.auth.mode }}
+{{- if and (kindIs "bool" $mode) (not $mode) }}{{ $mode = "off" }}{{ end }}
+{{- if not (has $mode (list "delegated" "off")) }}
+{{- fail (printf "auth.mode must be delegated or off, not %v" $mode) }}
+{{- end }}
+{{- $mode }}
 {{- end }}
 
-{{/* The Secret holding the serving certificate, if any. */}}
+{{/* Whether the chart generates the serving certificate: neither cert-manager nor a Secret of the user's. */}}
+{{- define "ark-apiserver.generateTls" -}}
+{{- if and (not .Values.certManager.enabled) (not .Values.tls.secretName) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret holding the serving certificate, in every mode. */}}
 {{- define "ark-apiserver.tlsSecretName" -}}
 {{- if .Values.certManager.enabled }}
 {{- printf "%s-tls" (include "ark-apiserver.fullname" .) }}
-{{- else }}
+{{- else if .Values.tls.secretName }}
 {{- .Values.tls.secretName }}
+{{- else }}
+{{- printf "%s-serving-cert" (include "ark-apiserver.fullname" .) }}
 {{- end }}
+{{- end }}
+
+{{/* The DNS names the kube-apiserver may reach the Service by. */}}
+{{- define "ark-apiserver.serviceDnsNames" -}}
+{{- $svc := include "ark-apiserver.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
 {{- end }}
 
 {{/* "<namespace>/<certificate>" for cert-manager's CA injection. */}}
