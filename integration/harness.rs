@@ -196,6 +196,14 @@ fn replace_db(url: &str, db: &str) -> String {
     }
 }
 
+/// A server configuration for tests of everything but authentication: on a free loopback
+/// port, with `--auth-mode off` (the auth tests turn delegated mode on themselves).
+pub fn serve_config(db: DbConfig) -> ServeConfig {
+    let mut c = ServeConfig::new(db, "127.0.0.1:0".parse().unwrap());
+    c.auth.mode = ark_apiserver::config::AuthMode::Off;
+    c
+}
+
 /// A running server on its own database.
 pub struct TestServer {
     pub db: TestDb,
@@ -220,7 +228,7 @@ impl TestServer {
 
     pub async fn start_on_with(db: TestDb, tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
         init_logging();
-        let mut opts = ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap());
+        let mut opts = serve_config(db.config());
         // Replication slots are cluster-wide: one per test database.
         opts.slot_name = db.slot_name();
         tweak(&mut opts);
@@ -350,6 +358,35 @@ impl TestServer {
             .await
             .expect("kubectl timed out")
             .unwrap();
+        Kubectl {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+}
+
+impl TestServer {
+    /// Runs kubectl with a kubeconfig of the test's own (its user, its credentials).
+    pub async fn kubectl_with_kubeconfig(
+        &self,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> Kubectl {
+        let home = kubeconfig.parent().unwrap_or(std::path::Path::new("/tmp"));
+        let out = tokio::time::timeout(
+            Duration::from_secs(90),
+            tokio::process::Command::new(kubectl_path())
+                .args(["--request-timeout", "30s"])
+                .args(args)
+                .env("HOME", home)
+                .env("KUBECONFIG", kubeconfig)
+                .stdin(std::process::Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("kubectl timed out")
+        .unwrap();
         Kubectl {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into(),

@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod arkrc;
+mod auth_certs;
 mod backup_restore;
 mod bench_script;
 mod consistent_reads;
@@ -17,6 +18,7 @@ mod kubectl;
 mod kubectl_list;
 mod kubectl_more;
 mod list_resource_version;
+mod pki;
 mod postgres_tls;
 mod readiness;
 mod resource_version;

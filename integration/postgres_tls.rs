@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use ark_apiserver::app;
-use ark_apiserver::config::ServeConfig;
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -55,13 +54,9 @@ async fn init_with(
     let mut db = DbConfig::new(pg, mode);
     db.root_cert = root;
     db.pool_size = 4;
-    let mut running = app::start(
-        ServeConfig::new(db, "127.0.0.1:0".parse().unwrap())
-            .complete()
-            .unwrap(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut running = app::start(crate::harness::serve_config(db).complete().unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
     // A TLS failure is a connection failure, which the server keeps retrying: give it a moment.
     let r = tokio::time::timeout(Duration::from_secs(5), &mut running.init).await;
     running.stop().await;

@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use ark_apiserver::config::ServeConfig;
-
 use crate::harness::{TestDb, TestServer};
 
 const OBJECTS: i64 = 200_000;
@@ -51,7 +49,7 @@ async fn a_replica_that_says_ready_serves_consistent_reads_after_a_restart_with_
     let written = ark_apiserver::store::parse_lsn(&written).unwrap();
     eprintln!("inserted {OBJECTS} rows in {:?}", t.elapsed());
 
-    let mut opts = ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap());
+    let mut opts = crate::harness::serve_config(db.config());
     opts.slot_name = slot;
     let started = Instant::now();
     let running = ark_apiserver::app::start(opts.complete().unwrap())

@@ -276,8 +276,7 @@ async fn a_mismatched_pair_at_start_stops_the_server_naming_both_files() {
     std::fs::write(&cert, &first.cert).unwrap();
     std::fs::write(&key, &second.key).unwrap();
     let db = crate::harness::TestDb::new().await;
-    let mut opts =
-        ark_apiserver::config::ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap());
+    let mut opts = crate::harness::serve_config(db.config());
     opts.slot_name = db.slot_name();
     opts.tls_cert_file = Some(cert.clone());
     opts.tls_key_file = Some(key.clone());

@@ -150,8 +150,7 @@ async fn a_slot_of_another_database_is_never_taken_and_the_error_names_slot_name
 
     // A server on another database of the same cluster, told to use the same slot name.
     let b = TestDb::new().await;
-    let mut opts =
-        ark_apiserver::config::ServeConfig::new(b.config(), "127.0.0.1:0".parse().unwrap());
+    let mut opts = crate::harness::serve_config(b.config());
     opts.slot_name = shared.clone();
     let mut running = ark_apiserver::app::start(opts.complete().unwrap())
         .await

@@ -27,7 +27,7 @@ async fn init_result(opts: ServeConfig) -> Result<(), StartError> {
 }
 
 fn options(db: &TestDb) -> ServeConfig {
-    ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap())
+    crate::harness::serve_config(db.config())
 }
 
 /// Runs the real binary with `args` and environment, returning (exit code, stderr).
@@ -153,21 +153,36 @@ async fn wal_level_replica_stops_serve_with_the_managed_service_settings() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_without_an_explicit_auth_mode_refuses_to_start() {
+async fn serve_authenticates_by_default_and_refuses_an_unknown_auth_mode() {
+    // Without --auth-mode the server is in delegated mode: a setup that could authenticate
+    // nobody is refused before anything connects.
     let (code, stderr) = run_bin(
-        &["serve"],
+        &[
+            "serve",
+            "--authentication-skip-lookup",
+            "--anonymous-auth=false",
+        ],
         &[("ARK_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
     )
     .await;
-    assert_eq!(code, 1);
-    assert!(stderr.contains("--auth-mode is required"), "{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("no request could ever be authenticated"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("authentication is off"), "{stderr}");
     let (code, stderr) = run_bin(
         &["serve", "--auth-mode", "webhook"],
         &[("ARK_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
     )
     .await;
     assert_eq!(code, 1);
-    assert!(stderr.contains("not supported"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--auth-mode \"webhook\" is not supported: use delegated (the default) or off"
+        ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

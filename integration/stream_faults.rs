@@ -896,8 +896,7 @@ async fn a_slot_held_by_another_session_is_not_stolen_and_readyz_says_why() {
     .await;
 
     crate::harness::init_logging();
-    let mut opts =
-        ark_apiserver::config::ServeConfig::new(db.config(), "127.0.0.1:0".parse().unwrap());
+    let mut opts = crate::harness::serve_config(db.config());
     opts.slot_name = slot.clone();
     let mut running = ark_apiserver::app::start(opts.complete().unwrap())
         .await

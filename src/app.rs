@@ -38,6 +38,8 @@ pub enum StartError {
     Schema(#[from] SchemaError),
     #[error("{0}")]
     Database(String),
+    #[error("delegated authentication: {0}")]
+    Security(#[from] crate::security::SecurityError),
     #[error(
         "PostgreSQL rejected the credentials: {0}. Check ARK_POSTGRES_USER and the password \
          (ARK_POSTGRES_PASSWORD / ARK_POSTGRES_PASSWORD_FILE, or the Secret it comes from) and pg_hba.conf."
@@ -83,6 +85,9 @@ pub struct Running {
     stop_watches: tokio::sync::watch::Sender<bool>,
     /// Ends the change stream, after it confirms what it applied.
     stop_stream: tokio::sync::watch::Sender<bool>,
+    /// Keeps the authentication CAs current (delegated mode); it ends only when they cannot
+    /// be read at all (missing RBAC), which stops the server.
+    pub auth: Option<JoinHandle<crate::security::SecurityError>>,
 }
 
 /// How long the stream gets to confirm its position and close its connection.
@@ -102,6 +107,9 @@ impl Running {
         for h in &self.housekeeping {
             h.abort();
         }
+        if let Some(a) = &self.auth {
+            a.abort();
+        }
         self.stop_stream.send_replace(true);
         // A stream that ended on its own (a definite error) has been awaited by whoever
         // reported it; a JoinHandle is awaited at most once.
@@ -119,6 +127,9 @@ impl Running {
     /// Ends every task at once, without the steps of [`stop`](Self::stop): for a server that
     /// is being thrown away (a test that failed before stopping it).
     pub fn abort(self) {
+        if let Some(a) = &self.auth {
+            a.abort();
+        }
         self.init.abort();
         self.stream.abort();
         for h in &self.housekeeping {
@@ -158,9 +169,14 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     }
     let resources = Arc::new(resources);
     let serving = serving_certificate(&opts)?;
-    // Client certificates are not asked for yet: the second argument is where a verifier
-    // that requests (not requires) them goes.
-    let tls_config = tls::server_config(serving.cert.clone(), None)?;
+    let secured = crate::security::build(&opts.auth).await?;
+    // With delegated authentication every client is asked for a certificate (not required
+    // to have one); which CA it leads to is checked per request (auth::x509).
+    let client_auth = secured.as_ref().map(|_| {
+        crate::auth::x509::RequestClientCert::new()
+            as Arc<dyn rustls::server::danger::ClientCertVerifier>
+    });
+    let tls_config = tls::server_config(serving.cert.clone(), client_auth)?;
     let pool = connect::pool(&opts.db)?;
     let store = Arc::new(Store::new(pool, opts.write_batch_size));
     let readiness = Arc::new(Readiness::default());
@@ -178,19 +194,30 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         crate::metrics::handle(),
     );
     app_state.shutdown = watches_stopping;
+    app_state.auth_ready = secured.as_ref().map(|s| s.ready.clone());
     let state = web::Data::new(app_state);
-    let server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
-            .disable_signals()
-            .shutdown_timeout(opts.shutdown_timeout.as_secs().max(1))
-            // Watch events are small writes. With Nagle's algorithm on, each one after the
-            // first waits for the client's delayed ACK (40 ms on Linux).
-            .tcp_nodelay(true)
-            .bind_rustls_0_23(opts.bind, tls_config)
-            .map_err(|error| StartError::Bind {
-                addr: opts.bind,
-                error,
-            })?;
+    let security = secured
+        .as_ref()
+        .map(|s| web::Data::from(s.security.clone()));
+    let server = HttpServer::new(move || {
+        let mut app = App::new().app_data(state.clone());
+        if let Some(sec) = &security {
+            app = app.app_data(sec.clone());
+        }
+        app.wrap(actix_web::middleware::from_fn(api::guard::guard))
+            .configure(api::configure)
+    })
+    .on_connect(api::guard::capture_peer_certificates)
+    .disable_signals()
+    .shutdown_timeout(opts.shutdown_timeout.as_secs().max(1))
+    // Watch events are small writes. With Nagle's algorithm on, each one after the
+    // first waits for the client's delayed ACK (40 ms on Linux).
+    .tcp_nodelay(true)
+    .bind_rustls_0_23(opts.bind, tls_config)
+    .map_err(|error| StartError::Bind {
+        addr: opts.bind,
+        error,
+    })?;
     let addr = server.addrs().first().copied().unwrap_or(opts.bind);
     let server = server.run();
     let handle = server.handle();
@@ -219,6 +246,15 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     let retention = opts.deleted_retention;
     let purge = tokio::spawn(purge_loop(store.clone(), readiness.clone(), retention));
     let mut housekeeping = vec![purge];
+    let auth = secured.map(|secured| {
+        let cfg = opts.auth.clone();
+        tokio::spawn(async move {
+            match secured.keep_current(cfg.clone(), cfg.file_reload).await {
+                Ok(()) => unreachable_ok(),
+                Err(e) => e,
+            }
+        })
+    });
     if let Some((files, reloader)) = serving.watch {
         housekeeping.push(tokio::spawn(tls::watch_files(
             serving.cert.clone(),
@@ -241,7 +277,13 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         store,
         stop_watches,
         stop_stream,
+        auth,
     })
+}
+
+/// `Secured::keep_current` only ever returns with an error; an `Ok` would be a bug.
+fn unreachable_ok() -> crate::security::SecurityError {
+    crate::security::SecurityError::Stopped
 }
 
 /// The serving certificate and, for the operator's files, what keeps it current.

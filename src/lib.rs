@@ -13,6 +13,7 @@ pub mod kubeapi;
 pub mod metrics;
 pub mod pgoutput;
 pub mod registry;
+pub mod security;
 pub mod store;
 pub mod tls;
 pub mod watch;

@@ -8,8 +8,8 @@ use ark_apiserver::app;
 use ark_apiserver::arkrc::{self, Effective};
 use ark_apiserver::auth::user::MASTERS;
 use ark_apiserver::config::{
-    defaults, Cli, Command, CompletedConfig, ConfigCommand, DevArgs, HelmOutput, HelmValuesArgs,
-    ServeArgs, ServeConfig, SlotCommand,
+    defaults, AuthMode, Cli, Command, CompletedConfig, ConfigCommand, DevArgs, HelmOutput,
+    HelmValuesArgs, ServeArgs, ServeConfig, SlotCommand,
 };
 use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
@@ -64,7 +64,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .complete()
         .map_err(|e| e.to_string())?;
-    tracing::warn!("authentication is off (--auth-mode off): every request is served; do not expose this port beyond the aggregator");
+    if config.auth.mode == AuthMode::Off {
+        tracing::warn!("authentication is off (--auth-mode off): every request is served; do not expose this port beyond the aggregator");
+    }
     run_until_signal(config, None).await
 }
 
@@ -108,9 +110,16 @@ async fn migrate(args: ark_apiserver::config::MigrateArgs) -> Result<(), String>
 }
 
 async fn dev(mut args: DevArgs) -> Result<(), String> {
-    // The dev server is for this machine only, unless --bind says otherwise.
+    // The dev server is for this machine only.
     if args.server.bind == defaults::BIND {
         args.server.bind = defaults::DEV_BIND.into();
+    }
+    let bind = args.server.bind_addr().map_err(|e| e.to_string())?;
+    if !bind.ip().is_loopback() {
+        return Err(format!(
+            "dev serves this machine only: --bind {} is not a loopback address (use serve to listen beyond it)",
+            args.server.bind
+        ));
     }
     let data_dir = args.data_dir.clone();
     let mut cluster =
@@ -133,19 +142,24 @@ async fn dev(mut args: DevArgs) -> Result<(), String> {
         pg.application_name("ark-apiserver");
         let mut db = DbConfig::new(pg, SslMode::Disable);
         db.pool_size = 20;
-        let config = ServeConfig::from_dev_args(db, &args)
-            .map_err(|e| e.to_string())?
-            .complete()
-            .map_err(|e| e.to_string())?;
         let path = args
             .kubeconfig
             .clone()
             .unwrap_or_else(|| cluster.base_dir().join("kubeconfig"));
         // A client CA of this run's own, and a certificate in system:masters for the
-        // kubeconfig: allowed everything without a kube-apiserver to ask.
+        // kubeconfig: allowed everything without a kube-apiserver to ask. Anyone else on
+        // this machine reaches only the health paths.
         let ca = tls::dev_client_ca().map_err(|e| e.to_string())?;
         let client =
             tls::issue_client_cert(&ca, tls::DEV_USER, Some(MASTERS)).map_err(|e| e.to_string())?;
+        let ca_file = cluster.base_dir().join("client-ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem())
+            .map_err(|e| format!("cannot write {}: {e}", ca_file.display()))?;
+        let mut config = ServeConfig::from_dev_args(db, &args).map_err(|e| e.to_string())?;
+        config.auth.mode = AuthMode::Delegated;
+        config.auth.skip_lookup = true;
+        config.auth.client_ca_file = Some(ca_file);
+        let config = config.complete().map_err(|e| e.to_string())?;
         run_until_signal(config, Some(DevKubeconfig { path, client })).await
     }
     .await;
@@ -216,6 +230,15 @@ async fn run_until_signal(
                         return Err(format!("startup task failed: {e}"));
                     }
                 }
+            }
+            r = async { running.auth.as_mut().expect("guarded").await }, if running.auth.is_some() => {
+                let msg = match r {
+                    Ok(e) => e.to_string(),
+                    Err(e) => format!("the authentication task failed: {e}"),
+                };
+                running.auth = None;
+                running.stop().await;
+                return Err(msg);
             }
             r = &mut running.stream => {
                 let msg = match r {

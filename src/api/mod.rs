@@ -1,6 +1,7 @@
 //! actix-web handlers: the only module that knows HTTP status codes, headers and content
 //! types. Everything below it works on JSON values and [`ApiError`]s.
 
+pub mod guard;
 pub mod negotiate;
 pub mod resource;
 pub mod watch;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Turns true when the server stops: open watches end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Delegated mode: whether the authentication ConfigMap's CAs are in force.
+    pub auth_ready: Option<Arc<AtomicBool>>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             slot_name,
             metrics,
             shutdown: tokio::sync::watch::channel(false).1,
+            auth_ready: None,
         }
     }
 }
@@ -188,6 +192,16 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         },
     ));
     checks.push(("change-stream", state.stream.check()));
+    if let Some(ready) = &state.auth_ready {
+        checks.push((
+            "authentication",
+            if ready.load(Ordering::Acquire) {
+                Ok(())
+            } else {
+                Err("the CAs of configmap kube-system/extension-apiserver-authentication are not loaded yet".into())
+            },
+        ));
+    }
     let ping = tokio::time::timeout(Duration::from_secs(1), state.registry.store().ping()).await;
     checks.push((
         "database",

@@ -10,13 +10,32 @@ use futures_util::future::BoxFuture;
 use super::attributes::RequestAttributes;
 use super::user::{UserInfo, MASTERS};
 
-/// The kube-apiserver's answer to a review.
+/// What a review decided. Only [`Allowed`](Self::Allowed) lets a request through: in
+/// kube's delegated chain a webhook's no-opinion leaves nobody allowing the request, and
+/// the authorization filter then forbids it, with the review's reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Allow { reason: String },
-    Deny { reason: String },
-    /// No authorizer had an opinion: refused, as the delegating authorizer refuses it.
+    /// `reason` is for the audit annotation `authorization.k8s.io/reason`.
+    Allowed { reason: String },
+    /// `status.denied`: an authorizer said no.
+    Denied { reason: String },
+    /// Neither allowed nor denied.
     NoOpinion { reason: String },
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed { .. })
+    }
+
+    /// The reason to append to the Forbidden message ([`super::forbidden`]).
+    pub fn reason(&self) -> &str {
+        match self {
+            Decision::Allowed { reason }
+            | Decision::Denied { reason }
+            | Decision::NoOpinion { reason } => reason,
+        }
+    }
 }
 
 /// Why a review gave no decision (the kube-apiserver could not be reached, or answered
@@ -37,9 +56,13 @@ pub trait AccessReviewer: Send + Sync {
 /// The outcome for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Allowed { reason: String },
+    Allowed {
+        reason: String,
+    },
     /// 403, with the review's reason when it gave one.
-    Forbidden { reason: String },
+    Forbidden {
+        reason: String,
+    },
     /// 403 as well (fail closed), and logged: the review could not be made.
     Unavailable(ReviewError),
 }
@@ -102,8 +125,8 @@ impl Authorizer {
             ));
         };
         match reviewer.review(attrs, user).await {
-            Ok(Decision::Allow { reason }) => Verdict::Allowed { reason },
-            Ok(Decision::Deny { reason } | Decision::NoOpinion { reason }) => {
+            Ok(Decision::Allowed { reason }) => Verdict::Allowed { reason },
+            Ok(Decision::Denied { reason } | Decision::NoOpinion { reason }) => {
                 Verdict::Forbidden { reason }
             }
             Err(e) => Verdict::Unavailable(e),
@@ -149,17 +172,25 @@ mod tests {
     #[test]
     fn health_paths_and_masters_need_no_review() {
         let r = Arc::new(Fixed(
-            Ok(Decision::Deny {
+            Ok(Decision::Denied {
                 reason: "no".into(),
             }),
             AtomicUsize::new(0),
         ));
         let a = Authorizer::new(
-            vec!["/healthz".into(), "/readyz".into(), "/livez".into(), "/debug/*".into()],
+            vec![
+                "/healthz".into(),
+                "/readyz".into(),
+                "/livez".into(),
+                "/debug/*".into(),
+            ],
             Some(r.clone()),
         );
         for p in ["/healthz", "/readyz", "/livez", "/debug/pprof"] {
-            assert!(matches!(verdict(&a, &get(p), &user(&[])), Verdict::Allowed { .. }), "{p}");
+            assert!(
+                matches!(verdict(&a, &get(p), &user(&[])), Verdict::Allowed { .. }),
+                "{p}"
+            );
         }
         let agents = get("/apis/ark.mckinsey.com/v1alpha1/namespaces/ns/agents");
         assert!(matches!(
@@ -187,7 +218,10 @@ mod tests {
                 AtomicUsize::new(0),
             ))),
         );
-        assert!(matches!(verdict(&no, &agents, &user(&[])), Verdict::Forbidden { .. }));
+        assert!(matches!(
+            verdict(&no, &agents, &user(&[])),
+            Verdict::Forbidden { .. }
+        ));
         let down = Authorizer::new(
             vec![],
             Some(Arc::new(Fixed(

@@ -77,7 +77,10 @@ mod tests {
         let proxy = Ca::new("proxy");
         let configmap = SourceSettings {
             client_ca: Some((cm_ca.pem.clone(), "configmap/client-ca-file".into())),
-            requestheader_ca: Some((proxy.pem.clone(), "configmap/requestheader-client-ca-file".into())),
+            requestheader_ca: Some((
+                proxy.pem.clone(),
+                "configmap/requestheader-client-ca-file".into(),
+            )),
             allowed_names: Some(vec!["front-proxy-client".into()]),
             username_headers: Some(vec!["X-Remote-User".into()]),
             ..Default::default()

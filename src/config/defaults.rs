@@ -27,3 +27,11 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the serving certificate files are checked for new content (no flag: cert-manager
 /// and the kubelet take far longer than this to rotate them).
 pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// `delegated`: an aggregated API server authenticates and authorizes through the
+/// kube-apiserver. `off` must be chosen explicitly.
+pub const AUTH_MODE: &str = "delegated";
+// The webhook cache TTLs and the kube-apiserver timeouts are kubeapi::config::defaults.
+/// How often CA files named by flags are re-read.
+pub const AUTH_FILE_RELOAD: Duration = Duration::from_secs(10);
+/// Served without authorization, so probes never depend on the kube-apiserver.
+pub const ALWAYS_ALLOW_PATHS: &str = "/healthz,/readyz,/livez";

@@ -7,9 +7,11 @@
 //! flag in the `*Args` struct it belongs to, a field of [`ServeConfig`], and its check in
 //! `complete`.
 
+mod auth;
 pub mod defaults;
 mod serve;
 
+pub use auth::{in_cluster, AuthArgs, AuthConfig, AuthMode, RequestHeaderFlags};
 pub use serve::{CompletedConfig, LoadError, ServeConfig};
 
 use std::collections::HashMap;
@@ -190,14 +192,6 @@ pub struct ServeArgs {
     pub names: StreamNames,
 }
 
-/// Authentication and authorization. (Delegated authentication adds its flags here.)
-#[derive(Debug, Clone, Args)]
-pub struct AuthArgs {
-    /// Authentication mode. Only `off` exists until delegated authentication lands; it must be chosen explicitly.
-    #[arg(long, env = "ARK_AUTH_MODE")]
-    pub auth_mode: Option<String>,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Address to listen on.
@@ -272,10 +266,18 @@ pub enum ConfigError {
     SslMode(String),
     #[error("invalid --bind {0:?}: expected host:port, e.g. 0.0.0.0:6443")]
     Bind(String),
-    #[error("--auth-mode is required: authentication is not implemented yet, so start with --auth-mode off (ARK_AUTH_MODE=off) to serve without it")]
-    AuthModeMissing,
-    #[error("--auth-mode {0:?} is not supported: the only mode is `off` until delegated authentication lands")]
+    #[error("--auth-mode {0:?} is not supported: use delegated (the default) or off")]
     AuthModeUnknown(String),
+    #[error("{flag} {path}: {error}")]
+    File {
+        flag: &'static str,
+        path: String,
+        error: String,
+    },
+    #[error(transparent)]
+    KubeApi(#[from] crate::kubeapi::KubeApiConfigError),
+    #[error("--authentication-skip-lookup with --anonymous-auth=false and no --client-ca-file, --requestheader-client-ca-file or --authentication-kubeconfig outside a cluster: no request could ever be authenticated")]
+    NoAuthenticator,
     #[error("--pool-size must be at least 2 (one connection writes while others read)")]
     PoolSize,
     #[error("{0}")]

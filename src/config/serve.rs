@@ -10,16 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{defaults, ConfigError, DevArgs, ServeArgs, ServerArgs};
+use super::{defaults, AuthConfig, ConfigError, DevArgs, ServeArgs, ServerArgs};
 use crate::arkrc::{self, ArkrcError};
 use crate::store::connect::DbConfig;
-
-/// How requests are authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Every request is served as if authorized. Must be chosen explicitly.
-    Off,
-}
 
 /// Every setting of a server, unvalidated.
 #[derive(Debug, Clone)]
@@ -38,7 +31,7 @@ pub struct ServeConfig {
     pub slot_name: String,
     pub publication_name: String,
     pub watch: crate::watch::Config,
-    pub auth: AuthMode,
+    pub auth: AuthConfig,
     /// How long shutdown waits for in-flight requests (writes) before closing them.
     pub shutdown_timeout: Duration,
 }
@@ -81,7 +74,7 @@ impl ServeConfig {
             slot_name: defaults::SLOT_NAME.into(),
             publication_name: defaults::PUBLICATION_NAME.into(),
             watch: crate::watch::Config::default(),
-            auth: AuthMode::Off,
+            auth: AuthConfig::default(),
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
@@ -89,11 +82,7 @@ impl ServeConfig {
     /// `serve`: flags and environment, with the database from `.arkrc.yaml` when neither
     /// `--database-url` nor a host is given.
     pub fn from_serve_args(args: &ServeArgs) -> Result<Self, LoadError> {
-        let auth = match args.auth.auth_mode.as_deref() {
-            None => return Err(ConfigError::AuthModeMissing.into()),
-            Some("off") => AuthMode::Off,
-            Some(other) => return Err(ConfigError::AuthModeUnknown(other.to_string()).into()),
-        };
+        let auth = args.auth.resolve()?;
         let db = arkrc::resolve(&args.db)?;
         let mut c = Self::from_server_args(db, &args.server)?;
         c.auth = auth;
@@ -156,6 +145,7 @@ impl ServeConfig {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(ConfigError::TlsPair);
         }
+        self.auth.validate()?;
         Ok(CompletedConfig(self))
     }
 }
@@ -163,7 +153,7 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Cli;
+    use crate::config::{AuthMode, Cli};
     use clap::Parser;
 
     fn serve_args(extra: &[&str]) -> ServeArgs {
@@ -181,11 +171,44 @@ mod tests {
     }
 
     #[test]
-    fn serve_refuses_to_start_without_an_explicit_auth_mode() {
+    fn delegated_authentication_is_the_default_and_off_must_be_chosen() {
+        let c = ServeConfig::from_serve_args(&serve_args(&[])).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Delegated);
+        assert!(c.auth.anonymous);
+        let c = ServeConfig::from_serve_args(&serve_args(&["--auth-mode", "off"])).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Off);
         assert!(matches!(
-            ServeConfig::from_serve_args(&serve_args(&[])),
-            Err(LoadError::Invalid(ConfigError::AuthModeMissing))
+            ServeConfig::from_serve_args(&serve_args(&["--auth-mode", "none"])),
+            Err(LoadError::Invalid(ConfigError::AuthModeUnknown(_)))
         ));
+    }
+
+    #[test]
+    fn kube_flag_forms_parse() {
+        let c = ServeConfig::from_serve_args(&serve_args(&[
+            "--anonymous-auth=false",
+            "--requestheader-allowed-names",
+            "front-proxy-client,aggregator",
+            "--authorization-always-allow-paths=/healthz,/debug/*",
+            "--authorization-webhook-cache-authorized-ttl",
+            "5m",
+        ]))
+        .unwrap();
+        assert!(!c.auth.anonymous);
+        assert_eq!(
+            c.auth.requestheader.allowed_names.as_deref(),
+            Some(&["front-proxy-client".to_string(), "aggregator".to_string()][..])
+        );
+        assert_eq!(c.auth.always_allow_paths, ["/healthz", "/debug/*"]);
+        assert_eq!(c.auth.kube.authorized_ttl, Duration::from_secs(300));
+        let mut want = AuthConfig {
+            anonymous: false,
+            always_allow_paths: c.auth.always_allow_paths.clone(),
+            ..AuthConfig::default()
+        };
+        want.requestheader.allowed_names = c.auth.requestheader.allowed_names.clone();
+        want.kube.authorized_ttl = c.auth.kube.authorized_ttl;
+        assert_eq!(c.auth, want);
     }
 
     #[test]

@@ -30,33 +30,7 @@ use crate::auth::attributes::{RequestAttributes, Resource, Verb};
 use crate::auth::user::UserInfo;
 use crate::k8s::selector::{FieldOp, FieldSelector, LabelSelector, Op};
 
-/// What a review decided. Only [`Allowed`](Self::Allowed) lets a request through: in
-/// kube's delegated chain a webhook's no-opinion leaves nobody allowing the request, and
-/// the authorization filter then forbids it, with the review's reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// `reason` is for the audit annotation `authorization.k8s.io/reason`.
-    Allowed { reason: String },
-    /// `status.denied`: an authorizer said no.
-    Denied { reason: String },
-    /// Neither allowed nor denied.
-    NoOpinion { reason: String },
-}
-
-impl Decision {
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allowed { .. })
-    }
-
-    /// The reason to append to the Forbidden message (`crate::auth::forbidden`).
-    pub fn reason(&self) -> &str {
-        match self {
-            Decision::Allowed { reason }
-            | Decision::Denied { reason }
-            | Decision::NoOpinion { reason } => reason,
-        }
-    }
-}
+pub use crate::auth::authz::Decision;
 
 /// kube does not cache a review whose requester-controlled attributes are this long or
 /// longer: a client could otherwise fill the cache with huge keys.

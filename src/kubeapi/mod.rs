@@ -16,6 +16,8 @@
 //! [`KubeApiError`] variant, and a review that could not be made is never an allow.
 
 pub mod access;
+mod adapters;
+pub use adapters::settings_of;
 pub mod authconfig;
 mod cache;
 pub mod config;
@@ -26,7 +28,8 @@ use std::fmt;
 
 use crate::k8s::status::{ApiError, StatusReason};
 
-pub use access::{AccessReviewer, Decision};
+pub use crate::auth::authz::Decision;
+pub use access::AccessReviewer;
 pub use authconfig::{
     AuthenticationConfig, AuthenticationConfigWatch, CaBundle, RequestHeaderConfig,
 };
