@@ -91,3 +91,8 @@ pub fn record_slot(info: Option<&crate::cdc::slot::SlotInfo>) {
         metrics::gauge!("ark_cdc_slot_wal_status", "status" => status).set(v);
     }
 }
+
+/// One request's audit level, as kube's `apiserver_audit_level_total{level}`.
+pub fn record_audit_level(level: &'static str) {
+    metrics::counter!("apiserver_audit_level_total", "level" => level).increment(1);
+}

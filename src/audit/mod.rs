@@ -4,10 +4,22 @@
 //! backend rotates it) or to standard output.
 //!
 //! - [`policy`] (pure): parse, validate and evaluate a Policy.
+//! - [`event`] (pure): the Event as kube writes it, byte for byte.
+//! - [`record`] (pure, through a [`record::Sink`]): what the HTTP layer drives, the
+//!   [`Auditor`] and the per-request [`AuditRecord`].
+//!
+//! The HTTP layer never sees the policy or the event: it begins a record with the request's
+//! attributes and user, tells it what happened, and finishes it.
 
+pub mod event;
 pub mod policy;
+pub mod record;
 
 pub use policy::{Policy, PolicyError};
+pub use record::{
+    audit_id, source_ips, AuditRecord, Auditor, AuthMethod, AuthorizationDecision, RequestMeta,
+    Sink, AUDIT_ID_HEADER,
+};
 
 use serde::Serialize;
 
