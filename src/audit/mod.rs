@@ -7,14 +7,22 @@
 //! - [`event`] (pure): the Event as kube writes it, byte for byte.
 //! - [`record`] (pure, through a [`record::Sink`]): what the HTTP layer drives, the
 //!   [`Auditor`] and the per-request [`AuditRecord`].
+//! - [`config`]: the `--audit-*` settings and their validation, named by flag.
+//! - [`backend`] and [`rotate`] (thin I/O): a bounded queue to a writer thread, and the
+//!   rotating file.
 //!
 //! The HTTP layer never sees the policy or the event: it begins a record with the request's
 //! attributes and user, tells it what happened, and finishes it.
 
+pub mod backend;
+pub mod config;
 pub mod event;
 pub mod policy;
 pub mod record;
+pub mod rotate;
 
+pub use backend::AuditBackend;
+pub use config::{AuditConfig, AuditConfigError, ValidatedAudit};
 pub use policy::{Policy, PolicyError};
 pub use record::{
     audit_id, source_ips, AuditRecord, Auditor, AuthMethod, AuthorizationDecision, RequestMeta,
@@ -142,4 +150,17 @@ impl FromIterator<Stage> for StageSet {
         }
         s
     }
+}
+
+/// Starts auditing from a validated configuration: the backend's writer and an auditor
+/// writing to it. Logs the policy's warnings. Keep the backend to close it at shutdown.
+pub fn start(
+    audit: ValidatedAudit,
+) -> Result<(Auditor, std::sync::Arc<AuditBackend>), AuditConfigError> {
+    for w in &audit.warnings {
+        tracing::warn!("{w}");
+    }
+    let backend = std::sync::Arc::new(AuditBackend::start(&audit.output, audit.buffer_size)?);
+    let auditor = Auditor::new(audit.policy, backend.clone());
+    Ok((auditor, backend))
 }
