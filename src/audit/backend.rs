@@ -19,6 +19,9 @@ use super::event::Event;
 use super::record::Sink;
 use super::rotate::RotatingFile;
 
+/// tokio's largest channel capacity (`Semaphore::MAX_PERMITS`).
+const MAX_BUFFER: usize = usize::MAX >> 3;
+
 /// How often a stream of lost events is logged.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -80,7 +83,8 @@ impl AuditBackend {
     /// Writes to any writer: standard output, or a buffer in tests. Each event is one
     /// `write_all` of one line.
     pub fn with_writer(out: Box<dyn Write + Send>, buffer_size: usize) -> AuditBackend {
-        let (tx, rx) = mpsc::channel(buffer_size.max(1));
+        // tokio refuses (panics on) a capacity of 0 or beyond its semaphore's limit.
+        let (tx, rx) = mpsc::channel(buffer_size.clamp(1, MAX_BUFFER));
         let counts = Arc::new(Counts::default());
         let writer_counts = counts.clone();
         let spawned = std::thread::Builder::new()

@@ -209,6 +209,17 @@ async fn a_plain_file_is_appended_to() {
     assert!(matches!(missing, Err(AuditConfigError::LogFile { .. })));
 }
 
+#[tokio::test]
+async fn any_buffer_size_starts_a_backend() {
+    for size in [0, usize::MAX] {
+        let out = Shared::default();
+        let b = AuditBackend::with_writer(Box::new(out.clone()), size);
+        b.process(&event(size % 7));
+        b.close().await;
+        assert_eq!(out.ids().len(), 1, "{size}");
+    }
+}
+
 #[test]
 fn repeated_failures_are_reported_first_then_once_per_interval_with_the_count() {
     let t = Throttle::new(Duration::from_secs(10));
