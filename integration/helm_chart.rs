@@ -619,3 +619,200 @@ fn lint_passes_in_every_certificate_and_auth_mode() {
         );
     }
 }
+
+/// The server's arguments with the audit flags after the default ones.
+fn with_audit_args(audit: &[&str]) -> Value {
+    let mut args = serve_args("delegated");
+    if let Some(a) = args.as_array_mut() {
+        a.extend(audit.iter().map(|x| json!(x)));
+    }
+    args
+}
+
+/// The audit policy the chart renders, read by the server's own parser.
+fn audit_policy(docs: &[Value]) -> ark_apiserver::audit::Policy {
+    let cm = find(docs, "ConfigMap", "ark-ark-apiserver-audit-policy");
+    let text = cm["data"]["policy.yaml"].as_str().expect("policy.yaml");
+    let parsed = ark_apiserver::audit::Policy::parse(text)
+        .unwrap_or_else(|e| panic!("the chart's policy is refused: {e}\n{text}"));
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    parsed.policy
+}
+
+fn level_of(
+    policy: &ark_apiserver::audit::Policy,
+    method: &str,
+    path: &str,
+) -> ark_apiserver::audit::Level {
+    let attrs = ark_apiserver::auth::attributes::RequestAttributes::new(method, path, None);
+    policy.evaluate(&attrs, None).level
+}
+
+#[test]
+fn audit_is_off_unless_enabled() {
+    let (_, docs) = render(&[]);
+    assert!(!docs.iter().any(|d| d["kind"] == "ConfigMap"));
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    assert_eq!(container(d)["args"], serve_args("delegated"));
+}
+
+#[test]
+fn audit_enabled_writes_metadata_events_to_standard_output_under_a_generated_policy() {
+    use ark_apiserver::audit::Level;
+    let (_, docs) = render(&["audit.enabled=true"]);
+    let policy = audit_policy(&docs);
+    let agents = "/apis/ark.mckinsey.com/v1alpha1/namespaces/ns/agents";
+    assert_eq!(level_of(&policy, "GET", agents), Level::Metadata);
+    assert_eq!(level_of(&policy, "GET", "/openapi/v2"), Level::Metadata);
+    for probe in ["/healthz", "/livez/ping", "/readyz"] {
+        assert_eq!(level_of(&policy, "GET", probe), Level::None, "{probe}");
+    }
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    let c = container(d);
+    assert_eq!(
+        c["args"],
+        with_audit_args(&[
+            "--audit-policy-file=/etc/ark/audit/policy.yaml",
+            "--audit-log-path=-"
+        ])
+    );
+    let mount = |m: &Value| {
+        m["name"] == "audit-policy" && m["mountPath"] == "/etc/ark/audit" && m["readOnly"] == true
+    };
+    assert!(any(&c["volumeMounts"], mount), "{}", c["volumeMounts"]);
+    let volumes = &d["spec"]["template"]["spec"]["volumes"];
+    let cm = |v: &Value| v["configMap"]["name"] == "ark-ark-apiserver-audit-policy";
+    assert!(any(volumes, cm), "{volumes}");
+    // A changed policy rolls the pods: the server reads it at start.
+    let checksum = |extra: &[&str]| {
+        let (_, docs) = render(extra);
+        let d = find(&docs, "Deployment", "ark-ark-apiserver");
+        d["spec"]["template"]["metadata"]["annotations"]["checksum/audit-policy"].clone()
+    };
+    let metadata = checksum(&["audit.enabled=true"]);
+    assert!(metadata.is_string());
+    assert_ne!(
+        metadata,
+        checksum(&["audit.enabled=true", "audit.level=Request"])
+    );
+}
+
+#[test]
+fn audit_level_and_omitted_stages_shape_the_generated_policy() {
+    use ark_apiserver::audit::{Level, Stage};
+    let (_, docs) = render(&[
+        "audit.enabled=true",
+        "audit.level=RequestResponse",
+        "audit.omitStages[0]=RequestReceived",
+    ]);
+    let policy = audit_policy(&docs);
+    let attrs = ark_apiserver::auth::attributes::RequestAttributes::new(
+        "DELETE",
+        "/apis/ark.mckinsey.com/v1alpha1/namespaces/ns/models/m",
+        None,
+    );
+    let c = policy.evaluate(&attrs, None);
+    assert_eq!(c.level, Level::RequestResponse);
+    assert!(c.omit_stages.contains(Stage::RequestReceived));
+    assert!(!c.omit_stages.contains(Stage::ResponseComplete));
+}
+
+#[test]
+fn a_given_audit_policy_replaces_the_generated_one() {
+    use ark_apiserver::audit::Level;
+    let (_, docs) = render(&[
+        "audit.enabled=true",
+        "audit.policy.rules[0].level=RequestResponse",
+        "audit.policy.rules[0].resources[0].group=ark.mckinsey.com",
+        "audit.policy.rules[0].resources[0].resources[0]=models",
+    ]);
+    let policy = audit_policy(&docs);
+    let base = "/apis/ark.mckinsey.com/v1alpha1/namespaces/ns";
+    assert_eq!(
+        level_of(&policy, "GET", &format!("{base}/models/m")),
+        Level::RequestResponse
+    );
+    assert_eq!(
+        level_of(&policy, "GET", &format!("{base}/agents/a")),
+        Level::None
+    );
+    assert_eq!(level_of(&policy, "GET", "/healthz"), Level::None);
+}
+
+#[test]
+fn an_audit_log_file_is_rotated_on_a_volume_mounted_at_its_directory() {
+    let (_, docs) = render(&[
+        "audit.enabled=true",
+        "audit.logPath=/var/log/ark/audit.log",
+        "audit.maxSize=50",
+        "audit.maxBackup=5",
+        "audit.maxAge=30",
+    ]);
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    let c = container(d);
+    assert_eq!(
+        c["args"],
+        with_audit_args(&[
+            "--audit-policy-file=/etc/ark/audit/policy.yaml",
+            "--audit-log-path=/var/log/ark/audit.log",
+            "--audit-log-maxsize=50",
+            "--audit-log-maxbackup=5",
+            "--audit-log-maxage=30"
+        ])
+    );
+    let log_mount = |m: &Value| m["name"] == "audit-log" && m["mountPath"] == "/var/log/ark";
+    assert!(any(&c["volumeMounts"], log_mount), "{}", c["volumeMounts"]);
+    let volumes = &d["spec"]["template"]["spec"]["volumes"];
+    let empty_dir = |v: &Value| v["name"] == "audit-log" && v["emptyDir"] == json!({});
+    assert!(any(volumes, empty_dir), "{volumes}");
+
+    let (_, docs) = render(&[
+        "audit.enabled=true",
+        "audit.logPath=/var/log/ark/audit.log",
+        "audit.volume.persistentVolumeClaim.claimName=ark-audit",
+    ]);
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    let volumes = &d["spec"]["template"]["spec"]["volumes"];
+    let pvc = |v: &Value| {
+        v["name"] == "audit-log" && v["persistentVolumeClaim"]["claimName"] == "ark-audit"
+    };
+    assert!(any(volumes, pvc), "{volumes}");
+}
+
+#[test]
+fn a_wrong_audit_level_or_a_relative_log_path_fails_rendering_with_its_name() {
+    for (set, want) in [
+        (
+            "audit.level=Everything",
+            "audit.level must be Metadata, Request or RequestResponse",
+        ),
+        (
+            "audit.logPath=audit.log",
+            "audit.logPath must be \"-\" or an absolute path",
+        ),
+    ] {
+        let sets: Vec<&str> = REQUIRED
+            .iter()
+            .copied()
+            .chain(["audit.enabled=true", set])
+            .collect();
+        let out = helm(&["template", "ark"], &sets);
+        assert!(!out.ok, "rendering with {set} succeeded");
+        assert!(
+            out.stderr.contains(want),
+            "stderr lacks {want:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn lint_passes_with_audit_enabled() {
+    let sets: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .chain(["audit.enabled=true"])
+        .collect();
+    let out = helm(&["lint"], &sets);
+    assert!(out.ok, "helm lint failed:\n{}\n{}", out.stdout, out.stderr);
+}

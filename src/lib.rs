@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod arkrc;
+pub mod audit;
 pub mod auth;
 pub mod cdc;
 pub mod config;

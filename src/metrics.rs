@@ -98,3 +98,19 @@ pub fn record_slot(info: Option<&crate::cdc::slot::SlotInfo>) {
         metrics::gauge!("ark_cdc_slot_wal_status", "status" => status).set(v);
     }
 }
+
+/// One request's audit level, as kube's `apiserver_audit_level_total{level}`.
+pub fn record_audit_level(level: &'static str) {
+    metrics::counter!("apiserver_audit_level_total", "level" => level).increment(1);
+}
+
+/// One audit event handed to the backend, as kube's `apiserver_audit_event_total`.
+pub fn record_audit_event() {
+    metrics::counter!("apiserver_audit_event_total").increment(1);
+}
+
+/// An audit event lost: `plugin` is `buffered` when the queue was full (kube's batch
+/// buffer) and `log` when writing it failed, as kube's `apiserver_audit_error_total{plugin}`.
+pub fn record_audit_error(plugin: &'static str) {
+    metrics::counter!("apiserver_audit_error_total", "plugin" => plugin).increment(1);
+}
