@@ -317,6 +317,23 @@ impl TestServer {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Kubectl {
+        self.run_kubectl(kubectl, &["--token", "test"], args, stdin)
+            .await
+    }
+
+    /// Runs kubectl with these credential flags (`--token t`, `--client-certificate ...`).
+    pub async fn kubectl_as(&self, credentials: &[&str], args: &[&str]) -> Kubectl {
+        self.run_kubectl(&kubectl_path(), credentials, args, None)
+            .await
+    }
+
+    async fn run_kubectl(
+        &self,
+        kubectl: &str,
+        credentials: &[&str],
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Kubectl {
         use tokio::io::AsyncWriteExt;
         let home = std::env::temp_dir().join(format!(
             "ark-kubectl-home-{}-{}",
@@ -328,11 +345,10 @@ impl TestServer {
             "--server",
             &self.base_url(),
             "--insecure-skip-tls-verify",
-            "--token",
-            "test",
             "--request-timeout",
             "30s",
         ])
+        .args(credentials)
         .args(args)
         // A private cache dir per server: discovery is cached per host:port.
         .env("HOME", &home)

@@ -3,6 +3,7 @@
 mod api_errors;
 mod arkrc;
 mod auth_certs;
+mod auth_delegated;
 mod backup_restore;
 mod bench_script;
 mod consistent_reads;

@@ -40,6 +40,8 @@ pub enum StartError {
     Database(String),
     #[error("delegated authentication: {0}")]
     Security(#[from] crate::security::SecurityError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditConfigError),
     #[error(
         "PostgreSQL rejected the credentials: {0}. Check ARK_POSTGRES_USER and the password \
          (ARK_POSTGRES_PASSWORD / ARK_POSTGRES_PASSWORD_FILE, or the Secret it comes from) and pg_hba.conf."
@@ -88,6 +90,8 @@ pub struct Running {
     /// Keeps the authentication CAs current (delegated mode); it ends only when they cannot
     /// be read at all (missing RBAC), which stops the server.
     pub auth: Option<JoinHandle<crate::security::SecurityError>>,
+    /// The audit log's writer, flushed and closed at stop.
+    audit_backend: Option<Arc<crate::audit::AuditBackend>>,
 }
 
 /// How long the stream gets to confirm its position and close its connection.
@@ -104,6 +108,10 @@ impl Running {
         self.init.abort();
         self.server.stop(true).await;
         let _ = (&mut self.server_task).await;
+        // Every request has finished, so every audit event has been queued.
+        if let Some(b) = &self.audit_backend {
+            b.close().await;
+        }
         for h in &self.housekeeping {
             h.abort();
         }
@@ -199,10 +207,19 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     let security = secured
         .as_ref()
         .map(|s| web::Data::from(s.security.clone()));
+    let auditing = opts
+        .audit_log()
+        .map(|a| crate::audit::start(a.clone()))
+        .transpose()?;
+    let auditor = auditing.as_ref().map(|(a, _)| web::Data::new(a.clone()));
+    let audit_backend = auditing.map(|(_, b)| b);
     let server = HttpServer::new(move || {
         let mut app = App::new().app_data(state.clone());
         if let Some(sec) = &security {
             app = app.app_data(sec.clone());
+        }
+        if let Some(a) = &auditor {
+            app = app.app_data(a.clone());
         }
         app.wrap(actix_web::middleware::from_fn(api::guard::guard))
             .configure(api::configure)
@@ -278,6 +295,7 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         stop_watches,
         stop_stream,
         auth,
+        audit_backend,
     })
 }
 

@@ -116,10 +116,12 @@ impl Secured {
         cfg: AuthConfig,
         reload: Duration,
     ) -> Result<(), SecurityError> {
-        let mut configmap = match &self.kube {
+        // The watch's task lives as long as the value: keep it for the whole loop.
+        let watch = match &self.kube {
             None => None,
-            Some(kube) => Some(start_watch(kube).await?.subscribe()),
+            Some(kube) => Some(start_watch(kube).await?),
         };
+        let mut configmap = watch.as_ref().map(|w| w.subscribe());
         loop {
             let cm = configmap
                 .as_ref()
@@ -139,7 +141,10 @@ impl Secured {
             match configmap.as_mut() {
                 Some(rx) => {
                     tokio::select! {
-                        r = rx.changed() => if r.is_err() { configmap = None },
+                        r = rx.changed() => if r.is_err() {
+                            // Only a dropped watch closes the channel; keep what is in force.
+                            return Err(SecurityError::Stopped);
+                        },
                         _ = tokio::time::sleep(reload) => {}
                     }
                 }

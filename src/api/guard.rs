@@ -1,5 +1,5 @@
 //! The request path's security filters, in kube's order: request attributes, authentication
-//! (and removal of the identity headers), authorization. Each request's
+//! (and removal of the identity headers), audit, authorization. Each request's
 //! [`RequestAttributes`] and [`UserInfo`] are computed here once and left in its extensions
 //! for the handlers, audit and metrics.
 
@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, AUTHORIZATION};
+use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
 use rustls::pki_types::CertificateDer;
 
+use super::audit::{AuditSlot, AuditedBody};
 use super::error_response;
-use crate::auth::attributes::RequestAttributes;
+use crate::audit;
+use crate::auth::attributes::{RequestAttributes, Verb};
 use crate::auth::authn::{Authenticated, Authenticator, Credentials};
 use crate::auth::authz::{Authorizer, Verdict};
 use crate::auth::user::UserInfo;
@@ -49,49 +51,155 @@ fn unauthorized() -> ApiError {
     ApiError::new(401, StatusReason::Unauthorized, "Unauthorized")
 }
 
-/// Authenticates and authorizes every request; answers 401 and 403 itself.
+/// Authenticates, audits and authorizes every request; answers 401 and 403 itself. Every
+/// response carries the request's `Audit-ID` (the aggregator's, or a new one).
 pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(security) = req.app_data::<actix_web::web::Data<Security>>().cloned() else {
-        // Authentication is off: every request is served as before.
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
+    let audit_id = audit::audit_id(
+        req.headers()
+            .get(audit::AUDIT_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let security = req.app_data::<web::Data<Security>>().cloned();
+    let auditor = req.app_data::<web::Data<audit::Auditor>>().cloned();
     let query = Query::parse(req.query_string()).ok();
     let attrs = RequestAttributes::new(req.method().as_str(), req.path(), query.as_ref());
-    let authed = authenticate(&security.authn, &mut req).await;
-    let authed = match authed {
+    let meta = request_meta(&req, &audit_id);
+    let Some(security) = security else {
+        // Authentication is off: everyone is anonymous, and everything is allowed.
+        let record = auditor
+            .as_ref()
+            .and_then(|a| a.begin(&attrs, &UserInfo::anonymous(), meta));
+        return finish(req, next, attrs, UserInfo::anonymous(), record, &audit_id).await;
+    };
+    let attempted = attempted_methods(&req);
+    let authed = match authenticate(&security.authn, &mut req).await {
         Ok(a) => a,
         Err(why) => {
             tracing::debug!(path = %req.path(), %why, "authentication failed");
-            return Ok(respond(req, &unauthorized()));
+            let e = unauthorized();
+            if let Some(a) = &auditor {
+                a.failed_authentication(&attrs, meta, &attempted, Some(&e.to_status()));
+            }
+            return Ok(respond(req, &e, &audit_id));
         }
     };
-    match security.authz.authorize(&attrs, &authed.user).await {
-        Verdict::Allowed { .. } => {}
-        Verdict::Forbidden { reason } => {
-            let e = crate::auth::forbidden::forbidden(&attrs, &authed.user, &reason);
-            return Ok(respond(req, &e));
-        }
+    let mut record = auditor
+        .as_ref()
+        .and_then(|a| a.begin(&attrs, &authed.user, meta));
+    let verdict = security.authz.authorize(&attrs, &authed.user).await;
+    if let Some(r) = record.as_mut() {
+        r.annotate_authorization(match &verdict {
+            Verdict::Allowed { reason } => audit::AuthorizationDecision::Allow { reason },
+            Verdict::Forbidden { reason } => audit::AuthorizationDecision::Forbid { reason },
+            Verdict::Unavailable(_) => audit::AuthorizationDecision::Error,
+        });
+    }
+    let refusal = match verdict {
+        Verdict::Allowed { .. } => None,
+        Verdict::Forbidden { reason } => Some(crate::auth::forbidden::forbidden(
+            &attrs,
+            &authed.user,
+            &reason,
+        )),
         Verdict::Unavailable(e) => {
             // kube answers an authorizer error with 500 and never lets the request through.
             tracing::warn!(error = %e, path = %req.path(), "authorization review failed; refusing the request");
-            return Ok(respond(req, &ApiError::internal(e.to_string())));
+            Some(ApiError::internal(e.to_string()))
         }
+    };
+    if let Some(e) = refusal {
+        if let Some(r) = record {
+            let status = e.to_status();
+            r.complete(e.code, Some(&status), Some(&status));
+        }
+        return Ok(respond(req, &e, &audit_id));
     }
-    req.extensions_mut().insert(authed.user);
-    req.extensions_mut().insert(attrs);
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
+    finish(req, next, attrs, authed.user, record, &audit_id).await
 }
 
-fn respond(req: ServiceRequest, e: &ApiError) -> ServiceResponse<BoxBody> {
-    let resp: HttpResponse = error_response(e);
+/// Serves an admitted request, then completes its record: at once, or when a watch's
+/// stream ends.
+async fn finish(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    attrs: RequestAttributes,
+    user: UserInfo,
+    record: Option<audit::AuditRecord>,
+    audit_id: &str,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let watch = attrs.verb == Verb::Watch;
+    let slot = record.map(AuditSlot::new);
+    req.extensions_mut().insert(user);
+    req.extensions_mut().insert(attrs);
+    if let Some(s) = &slot {
+        req.extensions_mut().insert(s.clone());
+    }
+    let mut resp = next.call(req).await?.map_into_boxed_body();
+    let code = resp.status().as_u16();
+    let name = HeaderName::from_static("audit-id");
+    if !resp.headers().contains_key(&name) {
+        if let Ok(v) = HeaderValue::from_str(audit_id) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    match slot {
+        Some(s) if watch && code == 200 => {
+            s.response_started(code);
+            Ok(resp.map_body(|_, body| BoxBody::new(AuditedBody::new(body, s, code))))
+        }
+        Some(s) => {
+            s.complete(code);
+            Ok(resp)
+        }
+        None => Ok(resp),
+    }
+}
+
+fn request_meta(req: &ServiceRequest, audit_id: &str) -> audit::RequestMeta {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    audit::RequestMeta {
+        audit_id: audit_id.to_string(),
+        request_uri: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| req.path().to_string()),
+        source_ips: audit::source_ips(
+            header("x-forwarded-for"),
+            header("x-real-ip"),
+            req.peer_addr().map(|a| a.ip()),
+        ),
+        user_agent: header("user-agent").unwrap_or_default().to_string(),
+        received_at: chrono::Utc::now(),
+    }
+}
+
+/// How a request tried to authenticate, for a failed authentication's audit event.
+fn attempted_methods(req: &ServiceRequest) -> Vec<audit::AuthMethod> {
+    let mut m = Vec::new();
+    if req.conn_data::<PeerCertificates>().is_some() {
+        m.push(audit::AuthMethod::X509);
+    }
+    let bearer = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if bearer {
+        m.push(audit::AuthMethod::Bearer);
+    }
+    m
+}
+
+fn respond(req: ServiceRequest, e: &ApiError, audit_id: &str) -> ServiceResponse<BoxBody> {
+    let mut resp: HttpResponse = error_response(e);
+    if let Ok(v) = HeaderValue::from_str(audit_id) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("audit-id"), v);
+    }
     req.into_response(resp)
 }
 

@@ -1,6 +1,7 @@
 //! actix-web handlers: the only module that knows HTTP status codes, headers and content
 //! types. Everything below it works on JSON values and [`ApiError`]s.
 
+pub mod audit;
 pub mod guard;
 pub mod negotiate;
 pub mod resource;

@@ -49,7 +49,10 @@ pub async fn handle(
                 Ok(query) => {
                     match dispatch(&req, payload, &state, &info, &def, &query, &verb).await {
                         Ok(r) => r,
-                        Err(e) => error_response(&e),
+                        Err(e) => {
+                            super::audit::response_status(&req, &e.to_status());
+                            error_response(&e)
+                        }
                     }
                 }
             };
@@ -152,6 +155,9 @@ async fn dispatch(
             let include =
                 IncludeObject::parse(query.get("includeObject")).map_err(ApiError::bad_request)?;
             let result = reg.list(def, info.namespace.as_deref(), &opts).await?;
+            super::audit::response_object(req, || {
+                serde_json::from_slice(&registry::list_json(def, &result)).unwrap_or_default()
+            });
             Ok(render_list(def, result, out, include))
         }
         Verb::Watch => {
@@ -193,6 +199,7 @@ async fn dispatch(
                 IncludeObject::parse(query.get("includeObject")).map_err(ApiError::bad_request)?;
             let rv = query.non_empty("resourceVersion");
             let obj = reg.get(def, ns, name, rv).await?;
+            super::audit::response_object(req, || obj.value());
             Ok(match out.shape {
                 // The object's JSON was serialized once when it entered the state.
                 Shape::Plain if out.encoding == Encoding::Json => HttpResponse::Ok()
@@ -205,7 +212,9 @@ async fn dispatch(
             let out = negotiate::negotiate(accept, false)?;
             let opts = WriteOptions::parse(query, user_agent)?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
+            super::audit::request_object(req, &body);
             let obj = reg.create(def, ns, body, &opts).await?;
+            super::audit::response_object(req, || obj.clone());
             Ok(render_object(
                 def,
                 obj,
@@ -218,7 +227,9 @@ async fn dispatch(
             let out = negotiate::negotiate(accept, false)?;
             let opts = WriteOptions::parse(query, user_agent)?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
+            super::audit::request_object(req, &body);
             let obj = reg.update(def, ns, name, body, sub, &opts).await?;
+            super::audit::response_object(req, || obj.clone());
             Ok(render_object(
                 def,
                 obj,
@@ -236,7 +247,9 @@ async fn dispatch(
                 _ => return Err(ApiError::unsupported_patch_type()),
             };
             let body = read_body(payload, state.max_body_bytes).await?;
+            super::audit::request_patch(req, &body);
             let obj = reg.patch(def, ns, name, kind, &body, sub, &opts).await?;
+            super::audit::response_object(req, || obj.clone());
             Ok(render_object(
                 def,
                 obj,
@@ -250,8 +263,12 @@ async fn dispatch(
             let mut opts = WriteOptions::parse(query, user_agent)?;
             let body = read_body(payload, state.max_body_bytes).await?;
             let del = DeleteOptions::parse(&body, query)?;
+            if let Ok(options) = serde_json::from_slice::<Value>(&body) {
+                super::audit::request_object(req, &options);
+            }
             opts.dry_run |= del.dry_run;
             let obj = reg.delete(def, ns, name, &del, &opts).await?;
+            super::audit::response_object(req, || obj.clone());
             Ok(render_object(
                 def,
                 obj,
@@ -271,6 +288,7 @@ async fn dispatch(
                 .delete_collection(def, info.namespace.as_deref(), &list_opts, &del, &opts)
                 .await?;
             let list = serde_json::json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": {}, "items": items});
+            super::audit::response_object(req, || list.clone());
             Ok(encode(&out, &list, StatusCode::OK))
         }
         _ => Err(method_not_allowed(def)),

@@ -209,3 +209,43 @@ impl AuthConfig {
 pub fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
+
+/// The audit log (k8s.io/apiserver's `--audit-*` flags).
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Where audit events go: a file, or - for standard output. Without it, no audit log.
+    #[arg(long, env = "ARK_AUDIT_LOG_PATH")]
+    pub audit_log_path: Option<String>,
+    /// The audit.k8s.io/v1 Policy deciding each request's level.
+    #[arg(long, env = "ARK_AUDIT_POLICY_FILE")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Size in MB at which the audit log file is rotated (0: never).
+    #[arg(long, env = "ARK_AUDIT_LOG_MAXSIZE",
+          default_value_t = crate::audit::config::DEFAULT_MAX_SIZE_MB, allow_hyphen_values = true)]
+    pub audit_log_maxsize: i64,
+    /// Rotated files kept (0: all).
+    #[arg(long, env = "ARK_AUDIT_LOG_MAXBACKUP",
+          default_value_t = crate::audit::config::DEFAULT_MAX_BACKUPS, allow_hyphen_values = true)]
+    pub audit_log_maxbackup: i64,
+    /// Days rotated files are kept (0: any age).
+    #[arg(long, env = "ARK_AUDIT_LOG_MAXAGE",
+          default_value_t = crate::audit::config::DEFAULT_MAX_AGE_DAYS, allow_hyphen_values = true)]
+    pub audit_log_maxage: i64,
+    /// Events queued for the writer before new ones are dropped (and counted).
+    #[arg(long, env = "ARK_AUDIT_LOG_BATCH_BUFFER_SIZE",
+          default_value_t = crate::audit::config::DEFAULT_BUFFER_SIZE, allow_hyphen_values = true)]
+    pub audit_log_batch_buffer_size: i64,
+}
+
+impl AuditArgs {
+    pub fn resolve(&self) -> crate::audit::AuditConfig {
+        crate::audit::AuditConfig {
+            log_path: self.audit_log_path.clone(),
+            policy_file: self.audit_policy_file.clone(),
+            max_size_mb: self.audit_log_maxsize,
+            max_backups: self.audit_log_maxbackup,
+            max_age_days: self.audit_log_maxage,
+            buffer_size: self.audit_log_batch_buffer_size,
+        }
+    }
+}

@@ -11,7 +11,7 @@ mod auth;
 pub mod defaults;
 mod serve;
 
-pub use auth::{in_cluster, AuthArgs, AuthConfig, AuthMode, RequestHeaderFlags};
+pub use auth::{in_cluster, AuditArgs, AuthArgs, AuthConfig, AuthMode, RequestHeaderFlags};
 pub use serve::{CompletedConfig, LoadError, ServeConfig};
 
 use std::collections::HashMap;
@@ -185,6 +185,8 @@ pub struct ServeArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub audit: AuditArgs,
     /// Do not apply migrations at start; refuse to start unless the schema is current.
     #[arg(long, env = "ARK_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
@@ -276,6 +278,8 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     KubeApi(#[from] crate::kubeapi::KubeApiConfigError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditConfigError),
     #[error("--authentication-skip-lookup with --anonymous-auth=false and no --client-ca-file, --requestheader-client-ca-file or --authentication-kubeconfig outside a cluster: no request could ever be authenticated")]
     NoAuthenticator,
     #[error("--pool-size must be at least 2 (one connection writes while others read)")]

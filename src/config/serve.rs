@@ -32,6 +32,7 @@ pub struct ServeConfig {
     pub publication_name: String,
     pub watch: crate::watch::Config,
     pub auth: AuthConfig,
+    pub audit: crate::audit::AuditConfig,
     /// How long shutdown waits for in-flight requests (writes) before closing them.
     pub shutdown_timeout: Duration,
 }
@@ -39,12 +40,19 @@ pub struct ServeConfig {
 /// A configuration every value of which has been checked: the only input the server
 /// starts from. Read it through `Deref`; it cannot be changed or built another way.
 #[derive(Debug, Clone)]
-pub struct CompletedConfig(ServeConfig);
+pub struct CompletedConfig(ServeConfig, Option<crate::audit::ValidatedAudit>);
 
 impl std::ops::Deref for CompletedConfig {
     type Target = ServeConfig;
     fn deref(&self) -> &ServeConfig {
         &self.0
+    }
+}
+
+impl CompletedConfig {
+    /// The audit policy and output, read and checked; `None` when no audit log is written.
+    pub fn audit_log(&self) -> Option<&crate::audit::ValidatedAudit> {
+        self.1.as_ref()
     }
 }
 
@@ -75,6 +83,7 @@ impl ServeConfig {
             publication_name: defaults::PUBLICATION_NAME.into(),
             watch: crate::watch::Config::default(),
             auth: AuthConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
         }
     }
@@ -83,9 +92,11 @@ impl ServeConfig {
     /// `--database-url` nor a host is given.
     pub fn from_serve_args(args: &ServeArgs) -> Result<Self, LoadError> {
         let auth = args.auth.resolve()?;
+        let audit = args.audit.resolve();
         let db = arkrc::resolve(&args.db)?;
         let mut c = Self::from_server_args(db, &args.server)?;
         c.auth = auth;
+        c.audit = audit;
         c.skip_migrations = args.skip_migrations;
         c.slot_name = args.names.slot_name.clone();
         c.publication_name = args.names.publication_name.clone();
@@ -146,7 +157,11 @@ impl ServeConfig {
             return Err(ConfigError::TlsPair);
         }
         self.auth.validate()?;
-        Ok(CompletedConfig(self))
+        let audit = self.audit.validate()?;
+        if let Some(w) = self.audit.warning() {
+            tracing::warn!("{w}");
+        }
+        Ok(CompletedConfig(self, audit))
     }
 }
 
