@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod arkrc;
+mod audit_log;
 mod auth_certs;
 mod auth_delegated;
 mod backup_restore;
