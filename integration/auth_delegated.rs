@@ -359,3 +359,32 @@ async fn kubectl_with_a_token_is_authenticated_and_authorized() {
     assert!(!out.ok);
     assert!(out.stderr.contains("Unauthorized"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kube_rs_client_with_a_token_lists_and_creates() {
+    use kube::api::{Api, ListParams, PostParams};
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let s = start().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = kube::Config::new(s.server.base_url().parse().unwrap());
+    config.accept_invalid_certs = true;
+    config.auth_info.token = Some("alice-token".to_string().into());
+    let client = kube::Client::try_from(config).unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ark.mckinsey.com", "v1alpha1", "Agent"),
+        "agents",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "dev", &ar);
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+        "metadata": {"name": "k"}, "spec": {"prompt": "from kube-rs"}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    let spec = &s.kube.access_reviews()[0]["spec"];
+    assert_eq!(spec["user"], "alice");
+}

@@ -157,3 +157,22 @@ async fn dev_without_postgres_binaries_says_how_to_install_them_or_use_a_url() {
         assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_refuses_to_listen_beyond_loopback() {
+    let out = tokio::process::Command::new(BIN)
+        .args(["dev", "--bind", "0.0.0.0:7443"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "dev serves this machine only: --bind 0.0.0.0:7443 is not a loopback address"
+        ),
+        "{stderr}"
+    );
+}
