@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
@@ -39,9 +39,15 @@ pub async fn handle(
         (Some(info), Some(def)) => {
             // A malformed query is answered 400; the verb is still named for the metrics.
             let query = Query::parse(req.query_string());
-            let attrs =
-                RequestAttributes::new(req.method().as_str(), req.path(), query.as_ref().ok());
-            let verb = attrs.verb;
+            // Computed once, by the guard; the handler and the metrics read the same value.
+            let verb = req
+                .extensions()
+                .get::<RequestAttributes>()
+                .map(|a| a.verb.clone())
+                .unwrap_or_else(|| {
+                    RequestAttributes::new(req.method().as_str(), req.path(), query.as_ref().ok())
+                        .verb
+                });
             let resp = match query {
                 Err(e) => {
                     error_response(&ApiError::bad_request(format!("invalid query string: {e}")))
