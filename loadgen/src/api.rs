@@ -13,20 +13,24 @@ pub const GROUP_VERSION: &str = "ark.mckinsey.com/v1alpha1";
 /// small); otherwise HTTP/1.1 with a connection per concurrent request, as the published
 /// harness used.
 pub fn http_client(http2: bool) -> Result<reqwest::Client, String> {
+    builder(http2)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+fn builder(http2: bool) -> reqwest::ClientBuilder {
     let b = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10));
-    let b = if http2 {
+    if http2 {
         b.http2_prior_knowledge()
             .http2_initial_stream_window_size(Some(1 << 20))
             .http2_initial_connection_window_size(Some(16 << 20))
     } else {
         b.http1_only()
-    };
-    b.build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
+    }
 }
 
 #[derive(Clone)]
@@ -39,6 +43,21 @@ impl Api {
     pub fn new(base: &str, http2: bool) -> Result<Api, String> {
         Ok(Api {
             http: http_client(http2)?,
+            base: base.to_string(),
+        })
+    }
+
+    /// A client that presents a client certificate (`cert_pem` then `key_pem`, PEM), over
+    /// HTTP/1.1 like [`Api::new`].
+    pub fn with_identity(base: &str, cert_and_key_pem: &str) -> Result<Api, String> {
+        let identity = reqwest::Identity::from_pem(cert_and_key_pem.as_bytes())
+            .map_err(|e| format!("reading the client certificate: {e}"))?;
+        let http = builder(false)
+            .identity(identity)
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(Api {
+            http,
             base: base.to_string(),
         })
     }

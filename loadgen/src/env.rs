@@ -14,6 +14,9 @@ use ark_apiserver::embedded::{free_port, Cluster};
 pub struct Env {
     pub db_url: String,
     pub base_url: String,
+    /// The server binary, when the server runs here (scenarios that need servers of their
+    /// own, with other flags, start them from it).
+    pub bin: Option<PathBuf>,
     server: Option<tokio::process::Child>,
     server_log: Option<PathBuf>,
     _cluster: Option<Cluster>,
@@ -35,6 +38,7 @@ impl Env {
             let env = Env {
                 db_url,
                 base_url: base.trim_end_matches('/').to_string(),
+                bin: None,
                 server: None,
                 server_log: None,
                 _cluster: None,
@@ -67,31 +71,15 @@ impl Env {
             Some(b) => b.clone(),
             None => sibling_binary("ark-apiserver")?,
         };
-        let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
-        let log =
-            std::env::temp_dir().join(format!("ark-loadgen-server-{}.log", std::process::id()));
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
-        let child = tokio::process::Command::new(&bin)
-            .args(["serve", "--auth-mode", "off", "--log-level", "warn"])
-            .arg("--bind")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--database-url")
-            .arg(&db_url)
-            .arg("--pool-size")
-            .arg(opts.pool_size.to_string())
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let mut args: Vec<String> = vec!["--auth-mode".into(), "off".into()];
+        args.extend(["--pool-size".into(), opts.pool_size.to_string()]);
+        let server = ServerProcess::spawn(&bin, &db_url, &args)?;
         let env = Env {
             db_url,
-            base_url: format!("https://127.0.0.1:{port}"),
-            server: Some(child),
-            server_log: Some(log),
+            base_url: server.base_url.clone(),
+            bin: Some(bin),
+            server: Some(server.child),
+            server_log: Some(server.log),
             _cluster: cluster,
         };
         env.wait_ready(Duration::from_secs(60)).await?;
@@ -99,22 +87,9 @@ impl Env {
     }
 
     async fn wait_ready(&self, within: Duration) -> Result<(), String> {
-        let http = crate::api::http_client(false)?;
-        let deadline = Instant::now() + within;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match http.get(format!("{}/readyz", self.base_url)).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("/readyz answered {}", r.status()),
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(format!(
-            "the server at {} was not ready within {within:?}: {last}{}",
-            self.base_url,
-            self.log_hint()
-        ))
+        wait_ready(&self.base_url, within)
+            .await
+            .map_err(|e| format!("{e}{}", self.log_hint()))
     }
 
     pub fn log_hint(&self) -> String {
@@ -138,6 +113,87 @@ impl Env {
         if let Some(log) = &self.server_log {
             let _ = std::fs::remove_file(log);
         }
+    }
+}
+
+/// Polls `/readyz` (always served without authorization) until it answers 200.
+async fn wait_ready(base_url: &str, within: Duration) -> Result<(), String> {
+    let http = crate::api::http_client(false)?;
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match http.get(format!("{base_url}/readyz")).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("/readyz answered {}", r.status()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "the server at {base_url} was not ready within {within:?}: {last}"
+    ))
+}
+
+/// One ark-apiserver process started here: `serve` on a free loopback port with the
+/// arguments given, its output in a log file that is removed when it stops.
+pub struct ServerProcess {
+    pub base_url: String,
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn spawn(bin: &Path, db_url: &str, args: &[String]) -> Result<ServerProcess, String> {
+        let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
+        let log = std::env::temp_dir().join(format!(
+            "ark-loadgen-server-{}-{port}.log",
+            std::process::id()
+        ));
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        let child = tokio::process::Command::new(bin)
+            .args(["serve", "--log-level", "warn"])
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--database-url")
+            .arg(db_url)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        Ok(ServerProcess {
+            base_url: format!("https://127.0.0.1:{port}"),
+            child,
+            log,
+        })
+    }
+
+    pub async fn wait_ready(&self, within: Duration) -> Result<(), String> {
+        wait_ready(&self.base_url, within)
+            .await
+            .map_err(|e| format!("{e} (server log: {})", self.log.display()))
+    }
+
+    /// SIGTERM, as an operator's rollout sends it: the server releases its slot on the
+    /// way out, so the next server started on the same slot finds it free.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+            }
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

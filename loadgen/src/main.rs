@@ -6,6 +6,7 @@
 //! succeeded and every watch event arrived, and asserts nothing about time.
 
 mod api;
+mod auth;
 mod baseline_etcd;
 mod baseline_pg;
 mod env;
@@ -46,7 +47,7 @@ pub struct Cli {
     /// Objects per create scenario (default 10,000; 200 in smoke mode).
     #[arg(long)]
     pub objects: Option<usize>,
-    /// Skip parts: any of etcd, raw, watch10k, mixed.
+    /// Skip parts: any of etcd, raw, watch10k, mixed, auth.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
 }

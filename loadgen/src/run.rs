@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::api::{self, Api};
+use crate::auth::AuthPlan;
 use crate::baseline_etcd::{self, EtcdServer};
 use crate::baseline_pg;
 use crate::env::{Env, EnvOptions};
@@ -47,6 +48,7 @@ struct Scale {
     mixed_seed: usize,
     mixed_rate: f64,
     mixed_time: Duration,
+    auth: AuthPlan,
 }
 
 impl Scale {
@@ -68,6 +70,11 @@ impl Scale {
                 mixed_seed: 50,
                 mixed_rate: 50.0,
                 mixed_time: Duration::from_secs(2),
+                auth: AuthPlan {
+                    objects: 20,
+                    gets: 20,
+                    lists: 3,
+                },
             }
         } else {
             Scale {
@@ -86,6 +93,11 @@ impl Scale {
                 mixed_seed: 1000,
                 mixed_rate: published::SUSTAINED_OPS,
                 mixed_time: Duration::from_secs(20),
+                auth: AuthPlan {
+                    objects: 1000,
+                    gets: 5000,
+                    lists: 200,
+                },
             }
         }
     }
@@ -105,7 +117,7 @@ fn strings(b: &[Bytes]) -> Vec<String> {
         .collect()
 }
 
-fn progress(what: &str) {
+pub fn progress(what: &str) {
     eprintln!("ark-loadgen: {what}");
 }
 
@@ -425,6 +437,10 @@ async fn scenarios_all(
         progress(&format!("delete at concurrency {conc}"));
         let s = scenarios::delete(&api, "queries", ns, Arc::new(q_names.clone()), conc).await;
         r.add("Writes", &format!("delete Query, concurrency {conc}"), &s);
+    }
+    // ---- authentication and authorization ----
+    if !skip("auth") {
+        crate::auth::run(env, &api, r, &sc.auth).await?;
     }
     if let Some(e) = &etcd {
         if let Some(rss) = e.rss_bytes() {

@@ -45,6 +45,24 @@ pub async fn get(
     .await
 }
 
+/// One GET of every name in `names`, at `concurrency`.
+pub async fn get_each(
+    api: &Api,
+    plural: &'static str,
+    ns: &str,
+    names: Arc<Vec<String>>,
+    concurrency: usize,
+) -> Samples {
+    each_name(
+        api,
+        ns,
+        names,
+        concurrency,
+        move |api, ns, name| async move { api.get(plural, &ns, &name).await.map(drop) },
+    )
+    .await
+}
+
 /// Unpaginated LISTs of a namespace; each must return `expect` items (checked after the
 /// timed part by counting, so the check costs nothing in the figure).
 pub async fn list(
