@@ -2,6 +2,8 @@
 //! transactions and applied to the in-memory state. This is the only module that speaks
 //! the replication protocol; `slot` manages the slot and publication over SQL.
 
+pub mod assemble;
+pub mod consume;
 pub mod rows;
 pub mod slot;
 pub mod status;

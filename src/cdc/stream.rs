@@ -21,19 +21,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
 use tokio::sync::watch;
-use uuid::Uuid;
 
-use super::rows::{Layout, Row, RowError};
+use super::assemble::{Assembler, Input};
+use super::consume::Consumer;
 use super::slot::{self, PreflightError};
 use super::status::StreamStatus;
-use crate::pgoutput::{Decoder, Message, ProtocolVersion};
 use crate::store::connect::{DbConfig, SslMode};
-use crate::store::row::Columns;
 use crate::store::Store;
-use crate::watch::{Change, Obj, State};
+use crate::watch::State;
 
 /// What the stream needs to know.
 #[derive(Debug, Clone)]
@@ -110,7 +107,8 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Ended {
     let beat = tokio::spawn(heartbeat(store.clone(), status.clone()));
-    let e = run_sessions(cfg, store, state, status, stop).await;
+    let consumer = Consumer::new(store.clone(), state, status.clone());
+    let e = run_sessions(cfg, store, consumer, status, stop).await;
     beat.abort();
     e
 }
@@ -118,14 +116,14 @@ pub async fn run(
 async fn run_sessions(
     cfg: StreamConfig,
     store: Arc<Store>,
-    state: Arc<State>,
+    consumer: Consumer,
     status: Arc<StreamStatus>,
     mut stop: watch::Receiver<bool>,
 ) -> Ended {
     let mut backoff = Duration::from_millis(100);
     loop {
         let started = Instant::now();
-        let err = session(&cfg, &store, &state, &status, &stop).await;
+        let err = session(&cfg, &store, &consumer, &status, &stop).await;
         status.set_down(&err.to_string());
         match err {
             SessionError::Definite(e) => return Ended::Definite(e),
@@ -183,11 +181,11 @@ fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
 async fn session(
     cfg: &StreamConfig,
     store: &Store,
-    state: &Arc<State>,
+    consumer: &Consumer,
     status: &StreamStatus,
     stop: &watch::Receiver<bool>,
 ) -> SessionError {
-    match session_inner(cfg, store, state, status, stop.clone()).await {
+    match session_inner(cfg, store, consumer, status, stop.clone()).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -196,15 +194,16 @@ async fn session(
 async fn session_inner(
     cfg: &StreamConfig,
     store: &Store,
-    state: &Arc<State>,
+    consumer: &Consumer,
     status: &StreamStatus,
     stop: watch::Receiver<bool>,
 ) -> Result<std::convert::Infallible, SessionError> {
     if *stop.borrow() {
         return Err(SessionError::Stopped);
     }
+    let state = consumer.state();
     let pool = store.pool();
-    let mut sql = pool.get().await.map_err(transient)?;
+    let sql = pool.get().await.map_err(transient)?;
     slot::preflight(&sql, &cfg.slot).await?;
     slot::ensure_publication(&sql, &cfg.publication)
         .await
@@ -272,9 +271,9 @@ async fn session_inner(
                 .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
                 .ok_or_else(|| transient("CREATE_REPLICATION_SLOT returned no snapshot"))?;
             tracing::info!(slot = %cfg.slot, "created replication slot; seeding from its snapshot");
-            seed(&mut sql, state, Some(&snapshot)).await?;
+            consumer.seed(Some(&snapshot)).await?;
         }
-        Some(_) if !state.is_seeded() => seed(&mut sql, state, None).await?,
+        Some(_) if !state.is_seeded() => consumer.seed(None).await?,
         Some(_) => {}
     }
     drop(sql);
@@ -283,7 +282,7 @@ async fn session_inner(
     // until then a consistent read would wait for the replay of whatever the slot retained.
     let mark = store.emit_sync_message().await.map_err(transient)?;
     status.set_catching_up(mark.lsn);
-    let end = stream_loop(&mut repl, pool, state, status, stop).await;
+    let end = stream_loop(&mut repl, consumer, stop).await;
     if let Err(SessionError::Stopped) = &end {
         finish(&mut repl, pool, &cfg.slot, state).await;
     }
@@ -327,47 +326,20 @@ async fn finish(
     }
 }
 
-async fn seed(
-    sql: &mut deadpool_postgres::Object,
-    state: &State,
-    snapshot: Option<&str>,
-) -> Result<(), SessionError> {
-    let client: &mut tokio_postgres::Client = &mut *sql;
-    let (objects, rv) = crate::store::seed::load(client, snapshot)
-        .await
-        .map_err(transient)?;
-    let objs = objects.into_iter().map(|v| Arc::new(Obj::new(v))).collect();
-    state.reset(objs, rv.max(0) as u64);
-    Ok(())
-}
-
 fn lsn_of(s: Option<&str>) -> u64 {
     s.and_then(|s| s.parse::<crate::pgoutput::Lsn>().ok())
         .map(|l| l.0)
         .unwrap_or(0)
 }
 
-/// The open transaction being assembled.
-#[derive(Default)]
-struct Txn {
-    changes: Vec<Change>,
-    /// Rows changed earlier in this transaction, the previous image for TOAST fills.
-    images: std::collections::HashMap<Uuid, Columns>,
-    /// The transaction cannot be applied as a change list (TRUNCATE, a hard delete of a live
-    /// row): re-seed after it commits.
-    gap: Option<String>,
-}
-
+/// The wire layer: replication events to the assembler, its output to the consumer, and
+/// the consumer's applied position acknowledged, in that order and only here.
 async fn stream_loop(
     repl: &mut ReplicationClient,
-    pool: &deadpool_postgres::Pool,
-    state: &Arc<State>,
-    status: &StreamStatus,
+    consumer: &Consumer,
     mut stop: watch::Receiver<bool>,
 ) -> Result<std::convert::Infallible, SessionError> {
-    let mut decoder = Decoder::new(ProtocolVersion::V1);
-    let mut layout: Option<(Layout, Option<usize>)> = None;
-    let mut txn: Option<Txn> = None;
+    let mut assembler = Assembler::new();
     loop {
         // recv is cancel-safe (a channel receive): a stop loses no event.
         let received = tokio::select! {
@@ -378,219 +350,32 @@ async fn stream_loop(
         let Some(ev) = received.map_err(transient)? else {
             return Err(transient("the replication stream ended"));
         };
-        match ev {
-            ReplicationEvent::Begin { .. } => txn = Some(Txn::default()),
-            ReplicationEvent::XLogData { data, .. } => {
-                let t = txn.get_or_insert_with(Txn::default);
-                handle_data(&mut decoder, &mut layout, t, state, data).map_err(|e| {
-                    metrics::counter!("ark_cdc_decode_errors_total").increment(1);
-                    transient(format!("cannot decode the replication stream: {e}"))
-                })?;
-            }
-            ReplicationEvent::Commit { end_lsn, .. } => {
-                let t = txn.take().unwrap_or_default();
-                if let Some(why) = t.gap {
-                    // The transaction committed; a snapshot taken now contains it and
-                    // everything before it, and later changes are skipped or applied by
-                    // resourceVersion as after any seed. Watches get 410 and relist.
-                    tracing::warn!(%why, "the change stream cannot be applied as changes; re-seeding (watches get 410)");
-                    metrics::counter!("ark_cdc_reseeds_total").increment(1);
-                    let mut sql = pool.get().await.map_err(transient)?;
-                    seed(&mut sql, state, None).await?;
-                    state.set_applied_lsn(end_lsn.0);
-                    repl.update_applied_lsn(end_lsn);
-                    status.applied(end_lsn.0);
-                    continue;
-                }
-                if !t.changes.is_empty() {
-                    for c in &t.changes {
-                        metrics::counter!("ark_cdc_events_total", "kind" => c.kind().to_string())
-                            .increment(1);
-                    }
-                    state.apply(t.changes);
-                }
-                state.set_applied_lsn(end_lsn.0);
-                repl.update_applied_lsn(end_lsn);
-                status.applied(end_lsn.0);
-            }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
-                // Nothing in flight: everything up to the server's WAL end is applied, so the
-                // slot may advance even while `resources` is idle and other tables write.
-                if txn.is_none() {
-                    state.set_applied_lsn(wal_end.0);
-                    repl.update_applied_lsn(wal_end);
-                    status.applied(wal_end.0);
-                }
-            }
+        let input = match ev {
+            ReplicationEvent::Begin { .. } => Input::Begin,
+            ReplicationEvent::XLogData { data, .. } => Input::Data(data),
+            ReplicationEvent::Commit { end_lsn, .. } => Input::Commit { end_lsn: end_lsn.0 },
+            ReplicationEvent::KeepAlive { wal_end, .. } => Input::KeepAlive { wal_end: wal_end.0 },
+            // Emitted by the heartbeat (consistent reads' read points are transactional
+            // and arrive inside Begin/Commit).
             ReplicationEvent::Message {
                 lsn,
                 transactional: false,
                 ..
-            } => {
-                // Emitted by consistent reads and by the heartbeat. With nothing in flight,
-                // every commit before it has been applied, so the slot may advance to it:
-                // this bounds retained WAL during bursts on other tables, when keepalives
-                // come only every wal_sender_timeout / 2.
-                if txn.is_none() {
-                    state.set_applied_lsn(lsn.0);
-                    repl.update_applied_lsn(lsn);
-                    status.applied(lsn.0);
-                }
-            }
-            ReplicationEvent::Message { .. } => {}
+            } => Input::Marker { lsn: lsn.0 },
+            ReplicationEvent::Message { .. } => continue,
             ReplicationEvent::StoppedAt { .. } => {
                 return Err(transient("the replication stream stopped"))
             }
-        }
-    }
-}
-
-fn handle_data(
-    decoder: &mut Decoder,
-    layout: &mut Option<(Layout, Option<usize>)>,
-    txn: &mut Txn,
-    state: &State,
-    data: Bytes,
-) -> Result<(), String> {
-    let applied_rv = state.rv();
-    match decoder.decode(data).map_err(|e| e.to_string())? {
-        Message::Relation(rel) if rel.name == "resources" => {
-            *layout = Some(Layout::new(&rel).map_err(|e| e.to_string())?);
-        }
-        Message::Insert(ins) => {
-            let (l, del) = current(layout, ins.relation_id)?;
-            // Replayed after a restart or reconnect: commits apply whole, so every row of a
-            // replayed transaction is at or below the state's rv (see the module docs), and
-            // none needs decoding, not even as a TOAST image for a later row.
-            if l.resource_version(&ins.new)
-                .map_err(|e| e.to_string())?
-                .max(0) as u64
-                <= applied_rv
-            {
-                return Ok(());
-            }
-            let prev = None;
-            push(
-                txn,
-                l.row(&ins.new, *del, prev).map_err(|e| e.to_string())?,
-                applied_rv,
-            );
-        }
-        Message::Update(up) => {
-            let (l, del) = current(layout, up.relation_id)?;
-            if l.resource_version(&up.new)
-                .map_err(|e| e.to_string())?
-                .max(0) as u64
-                <= applied_rv
-            {
-                return Ok(());
-            }
-            let uid = l.key_uid(&up.new).map_err(|e| e.to_string())?;
-            // The previous image is needed only to fill unchanged TOASTed columns; building
-            // it from the state means parsing the stored object, so only then.
-            let prev = txn.images.get(&uid).cloned().or_else(|| {
-                up.new
-                    .has_unchanged_toast()
-                    .then(|| state.get_by_uid(&uid.to_string()))
-                    .flatten()
-                    .and_then(|o| Columns::from_object(&o.value()).ok())
-            });
-            match l.row(&up.new, *del, prev.as_ref()) {
-                Ok(row) => push(txn, row, applied_rv),
-                // A row this server never saw live (e.g. an edit of an already-deleted row):
-                // nothing a watcher could be told about.
-                Err(RowError::UnknownToast(_)) if prev.is_none() => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Message::Delete(d) => {
-            let (l, _) = current(layout, d.relation_id)?;
-            let uid = l.key_uid(d.old.tuple()).map_err(|e| e.to_string())?;
-            // The purge removes rows already soft-deleted. A live row deleted without the
-            // soft-delete trigger has no resourceVersion for its DELETED event: a gap.
-            if state.get_by_uid(&uid.to_string()).is_some() && !txn.images.contains_key(&uid) {
-                txn.gap = Some(format!("row {uid} was hard-deleted while live"));
-            }
-        }
-        Message::Truncate(t)
-            if layout
-                .as_ref()
-                .is_some_and(|(l, _)| t.relation_ids.contains(&l.relation_id)) =>
-        {
-            txn.gap = Some("resources was truncated".into());
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn current(
-    layout: &Option<(Layout, Option<usize>)>,
-    relation_id: u32,
-) -> Result<&(Layout, Option<usize>), String> {
-    match layout {
-        Some(l) if l.0.relation_id == relation_id => Ok(l),
-        Some(_) => Err(format!(
-            "change for relation {relation_id}, which is not resources"
-        )),
-        None => Err(format!(
-            "change for relation {relation_id} before its Relation message"
-        )),
-    }
-}
-
-fn push(txn: &mut Txn, row: Row, applied_rv: u64) {
-    txn.images.insert(row.cols.uid, row.cols.clone());
-    // Already in the state (replayed after a restart or reconnect): see the module docs.
-    if row.resource_version.max(0) as u64 <= applied_rv {
-        return;
-    }
-    let obj = Arc::new(Obj::new(crate::store::row::assemble(
-        row.cols,
-        row.resource_version,
-    )));
-    txn.changes.push(if row.deleted {
-        Change::Delete(obj)
-    } else {
-        Change::Put(obj)
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::watch::Config;
-    use proptest::prelude::*;
-
-    fn feed(data: Bytes) -> (Result<(), String>, Txn) {
-        let state = State::new(Config::default());
-        let mut decoder = Decoder::new(ProtocolVersion::V1);
-        let mut layout = None;
-        let mut txn = Txn::default();
-        let r = handle_data(&mut decoder, &mut layout, &mut txn, &state, data);
-        (r, txn)
-    }
-
-    #[test]
-    fn malformed_stream_bytes_are_an_error_not_a_panic() {
-        for bad in [
-            &b""[..],
-            b"\xff\x00\x01",
-            // An Insert cut short after its relation id.
-            b"I\x00\x00\x40\x00",
-            // A well-formed Insert of a relation never described by a Relation message.
-            b"I\x00\x00\x40\x00N\x00\x01t\x00\x00\x00\x01x",
-        ] {
-            let (r, txn) = feed(Bytes::from_static(bad));
-            assert!(r.is_err(), "{bad:?} was accepted");
-            assert!(txn.changes.is_empty());
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn any_bytes_are_decoded_or_refused_without_panicking(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = feed(Bytes::from(data));
+        };
+        let out = assembler
+            .push(input, consumer.state().as_ref())
+            .map_err(|e| {
+                metrics::counter!("ark_cdc_decode_errors_total").increment(1);
+                transient(e)
+            })?;
+        if let Some(out) = out {
+            let applied = consumer.take(out).await?;
+            repl.update_applied_lsn(pgwire_replication::Lsn(applied));
         }
     }
 }

@@ -69,7 +69,7 @@ mod reader;
 mod relation;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use decode::{Decoder, ProtocolVersion};
 pub use error::{DecodeError, DecodeErrorKind};

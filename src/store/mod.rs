@@ -56,6 +56,16 @@ impl Store {
         self.pool.get().await.map_err(StoreError::from_pool)
     }
 
+    /// Every live object and the resourceVersion counter, in one snapshot (see
+    /// [`seed::load`]).
+    pub async fn load_seed(
+        &self,
+        snapshot: Option<&str>,
+    ) -> Result<(Vec<serde_json::Value>, i64), StoreError> {
+        let mut c = self.client().await?;
+        seed::load(&mut c, snapshot).await
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let c = self.client().await?;

@@ -9,7 +9,7 @@
     clippy::unreachable
 )]
 
-mod encode;
+pub(crate) mod encode;
 mod fixtures;
 mod framing;
 mod messages;
