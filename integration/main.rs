@@ -23,6 +23,7 @@ mod list_resource_version;
 mod pki;
 mod postgres_tls;
 mod readiness;
+mod replicas;
 mod resource_version;
 mod semantics;
 mod serving_cert;

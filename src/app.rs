@@ -10,11 +10,13 @@ use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Readiness};
+use crate::cdc::consume::Consumer;
 use crate::cdc::status::StreamStatus;
 use crate::cdc::stream::StreamConfig;
 use crate::config::CompletedConfig;
 use crate::k8s::resource::{DefinitionError, Resources};
 use crate::registry::Registry;
+use crate::replica::{Identity, LogLimits, Replica};
 use crate::store::connect::{self, ConnectError, ConnectFailure, DbConfig};
 use crate::store::error::DbFailure;
 use crate::store::migrate::{self, SchemaError};
@@ -185,6 +187,21 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
             as Arc<dyn rustls::server::danger::ClientCertVerifier>
     });
     let tls_config = tls::server_config(serving.cert.clone(), client_auth)?;
+    // Bound before anything else is built: the replica advertises the port it got.
+    let listener = std::net::TcpListener::bind(opts.bind).map_err(|error| StartError::Bind {
+        addr: opts.bind,
+        error,
+    })?;
+    let addr = listener.local_addr().unwrap_or(opts.bind);
+    let replica = Replica::new(
+        Identity::new(opts.replica.id.clone(), opts.advertise_address(addr)),
+        opts.slot_name.clone(),
+        LogLimits {
+            max_entries: opts.watch.history.max_events_per_kind,
+            max_age: opts.watch.history.max_age,
+        },
+    );
+    tracing::info!(replica = %replica.identity.id, advertise = %replica.identity.advertise, "replica identity");
     let pool = connect::pool(&opts.db)?;
     let store = Arc::new(Store::new(pool, opts.write_batch_size));
     let readiness = Arc::new(Readiness::default());
@@ -202,6 +219,7 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         crate::metrics::handle(),
     );
     app_state.shutdown = watches_stopping;
+    app_state.replica = Some(replica.clone());
     app_state.auth_ready = secured.as_ref().map(|s| s.ready.clone());
     let state = web::Data::new(app_state);
     let security = secured
@@ -230,12 +248,11 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     // Watch events are small writes. With Nagle's algorithm on, each one after the
     // first waits for the client's delayed ACK (40 ms on Linux).
     .tcp_nodelay(true)
-    .bind_rustls_0_23(opts.bind, tls_config)
+    .listen_rustls_0_23(listener, tls_config)
     .map_err(|error| StartError::Bind {
         addr: opts.bind,
         error,
     })?;
-    let addr = server.addrs().first().copied().unwrap_or(opts.bind);
     let server = server.run();
     let handle = server.handle();
     let server_task = tokio::spawn(server);
@@ -251,17 +268,31 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         db: opts.db.clone(),
         slot: opts.slot_name.clone(),
         publication: opts.publication_name.clone(),
+        application_name: crate::store::replicas::replication_application_name(
+            &replica.identity.id,
+        ),
+        sender_timeout: opts.replica.sender_timeout,
     };
-    let stream = tokio::spawn(run_stream(
-        stream_cfg,
+    let consumer = Consumer::new(
         store.clone(),
         watch_state,
         stream_status.clone(),
+        replica.clone(),
+    );
+    let stream = tokio::spawn(run_stream(
+        stream_cfg,
+        consumer,
+        serving.cert.clone(),
         readiness.clone(),
         stream_stopping,
     ));
     let retention = opts.deleted_retention;
-    let purge = tokio::spawn(purge_loop(store.clone(), readiness.clone(), retention));
+    let purge = tokio::spawn(purge_loop(
+        store.clone(),
+        readiness.clone(),
+        replica.clone(),
+        retention,
+    ));
     let mut housekeeping = vec![purge];
     let auth = secured.map(|secured| {
         let cfg = opts.auth.clone();
@@ -380,9 +411,8 @@ async fn init_database(
 /// The change stream starts once the schema (and with it the publication) is in place.
 async fn run_stream(
     cfg: StreamConfig,
-    store: Arc<Store>,
-    state: Arc<crate::watch::State>,
-    status: Arc<StreamStatus>,
+    consumer: Consumer,
+    serving: Arc<tls::ServingCert>,
     readiness: Arc<Readiness>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> crate::cdc::stream::Ended {
@@ -392,14 +422,21 @@ async fn run_stream(
             _ = stop.wait_for(|s| *s) => return crate::cdc::stream::Ended::Stopped,
         }
     }
-    crate::cdc::stream::run(cfg, store, state, status, stop).await
+    crate::replica::run(cfg, consumer, serving, stop).await
 }
 
-async fn purge_loop(store: Arc<Store>, readiness: Arc<Readiness>, retention: Duration) {
+/// Runs on the leader only: one replica purging is enough, and the others would only
+/// contend with it for the same rows.
+async fn purge_loop(
+    store: Arc<Store>,
+    readiness: Arc<Readiness>,
+    replica: Arc<Replica>,
+    retention: Duration,
+) {
     let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::time::sleep(every).await;
-        if !readiness.schema_ready.load(Ordering::Acquire) {
+        if !readiness.schema_ready.load(Ordering::Acquire) || !replica.is_leader() {
             continue;
         }
         match store.purge(retention, 1000).await {

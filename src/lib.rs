@@ -14,6 +14,7 @@ pub mod kubeapi;
 pub mod metrics;
 pub mod pgoutput;
 pub mod registry;
+pub mod replica;
 pub mod security;
 pub mod store;
 pub mod tls;

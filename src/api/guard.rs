@@ -57,6 +57,11 @@ pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // The internal stream between replicas is not part of the API: it authenticates its
+    // caller itself (api::replication), whatever --auth-mode is, and is not audited.
+    if req.path() == crate::replica::follow::STREAM_PATH {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
     let audit_id = audit::audit_id(
         req.headers()
             .get(audit::AUDIT_ID_HEADER)

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod guard;
 pub mod negotiate;
+pub mod replication;
 pub mod resource;
 pub mod watch;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Delegated mode: whether the authentication ConfigMap's CAs are in force.
     pub auth_ready: Option<Arc<AtomicBool>>,
+    /// This replica: its role, and the relay log the internal stream serves.
+    pub replica: Option<Arc<crate::replica::Replica>>,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
             metrics,
             shutdown: tokio::sync::watch::channel(false).1,
             auth_ready: None,
+            replica: None,
         }
     }
 }
@@ -138,36 +142,40 @@ fn json(v: &Value) -> HttpResponse {
 
 /// Every route. The caller adds middleware and the body limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(readyz))
-        .route("/livez", web::get().to(livez))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/version", web::get().to(version))
-        .route("/version/", web::get().to(version))
-        .route("/api/v1/namespaces/{name}", web::get().to(namespace))
-        .route("/api/v1", web::get().to(core_v1))
-        .route("/api/v1/", web::get().to(core_v1))
-        .route("/api", web::get().to(api_versions))
-        .route("/api/", web::get().to(api_versions))
-        .route("/apis", web::get().to(apis))
-        .route("/apis/", web::get().to(apis))
-        .route("/openapi/v2", web::get().to(openapi_v2))
-        .route("/openapi/v3", web::get().to(openapi_v3_index))
-        .route("/openapi/v3/{path:.*}", web::get().to(openapi_v3))
-        .route(&format!("/apis/{GROUP}"), web::get().to(group))
-        .route(&format!("/apis/{GROUP}/"), web::get().to(group))
-        .route(
-            &format!("/apis/{GROUP}/{{version}}"),
-            web::get().to(group_version),
-        )
-        .route(
-            &format!("/apis/{GROUP}/{{version}}/"),
-            web::get().to(group_version),
-        )
-        .route("/apis/{tail:.*}", web::to(resource::handle))
-        .default_service(web::to(|| async {
-            error_response(&resource::not_found_page())
-        }));
+    cfg.route(
+        crate::replica::follow::STREAM_PATH,
+        web::get().to(replication::stream),
+    )
+    .route("/healthz", web::get().to(readyz))
+    .route("/livez", web::get().to(livez))
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics))
+    .route("/version", web::get().to(version))
+    .route("/version/", web::get().to(version))
+    .route("/api/v1/namespaces/{name}", web::get().to(namespace))
+    .route("/api/v1", web::get().to(core_v1))
+    .route("/api/v1/", web::get().to(core_v1))
+    .route("/api", web::get().to(api_versions))
+    .route("/api/", web::get().to(api_versions))
+    .route("/apis", web::get().to(apis))
+    .route("/apis/", web::get().to(apis))
+    .route("/openapi/v2", web::get().to(openapi_v2))
+    .route("/openapi/v3", web::get().to(openapi_v3_index))
+    .route("/openapi/v3/{path:.*}", web::get().to(openapi_v3))
+    .route(&format!("/apis/{GROUP}"), web::get().to(group))
+    .route(&format!("/apis/{GROUP}/"), web::get().to(group))
+    .route(
+        &format!("/apis/{GROUP}/{{version}}"),
+        web::get().to(group_version),
+    )
+    .route(
+        &format!("/apis/{GROUP}/{{version}}/"),
+        web::get().to(group_version),
+    )
+    .route("/apis/{tail:.*}", web::to(resource::handle))
+    .default_service(web::to(|| async {
+        error_response(&resource::not_found_page())
+    }));
 }
 
 async fn livez() -> HttpResponse {

@@ -1,14 +1,17 @@
-//! The one consumer of committed transactions: whatever the source of the assembler's
-//! output, this is where it reaches the in-memory state, the readiness status and the
-//! metrics, and where the position that may be acknowledged is decided. The wire layer
-//! acknowledges exactly what this returns, so nothing is confirmed to the slot before it
-//! is applied.
+//! The one consumer of committed transactions: whatever the source (this replica's own
+//! slot, or the leader's relay on a follower), this is where the assembler's output reaches
+//! the in-memory state, the relay log, the readiness status and the metrics, and where the
+//! position that may be acknowledged is decided. The wire layer acknowledges exactly what
+//! [`Consumer::ackable`] returns, so nothing is confirmed to the slot before this replica
+//! and its connected followers have applied it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::assemble::Output;
 use super::status::StreamStatus;
 use super::stream::SessionError;
+use crate::replica::{Entry, Replica};
 use crate::store::Store;
 use crate::watch::{Obj, State};
 
@@ -16,14 +19,21 @@ pub struct Consumer {
     store: Arc<Store>,
     state: Arc<State>,
     status: Arc<StreamStatus>,
+    replica: Arc<Replica>,
 }
 
 impl Consumer {
-    pub fn new(store: Arc<Store>, state: Arc<State>, status: Arc<StreamStatus>) -> Consumer {
+    pub fn new(
+        store: Arc<Store>,
+        state: Arc<State>,
+        status: Arc<StreamStatus>,
+        replica: Arc<Replica>,
+    ) -> Consumer {
         Consumer {
             store,
             state,
             status,
+            replica,
         }
     }
 
@@ -31,9 +41,22 @@ impl Consumer {
         &self.state
     }
 
+    pub fn status(&self) -> &Arc<StreamStatus> {
+        &self.status
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
     /// Applies one output of the assembler; returns the WAL position the state now
-    /// reflects, which may be acknowledged.
+    /// reflects.
     pub async fn take(&self, out: Output) -> Result<u64, SessionError> {
+        let now = Instant::now();
         let lsn = match out {
             Output::Gap { why, end_lsn } => {
                 // The transaction committed; a snapshot taken now contains it and everything
@@ -41,39 +64,83 @@ impl Consumer {
                 // after any seed. Watches get 410 and relist.
                 tracing::warn!(%why, "the change stream cannot be applied as changes; re-seeding (watches get 410)");
                 metrics::counter!("ark_cdc_reseeds_total").increment(1);
-                self.seed(None).await?;
+                self.seed_at(None, end_lsn).await?;
                 end_lsn
             }
             Output::Commit { changes, end_lsn } => {
-                if !changes.is_empty() {
+                let before = self.state.rv();
+                if changes.is_empty() {
+                    self.replica.log.append(
+                        Entry::Progress {
+                            rv: before,
+                            lsn: end_lsn,
+                        },
+                        now,
+                    );
+                } else {
                     for c in &changes {
                         metrics::counter!("ark_cdc_events_total", "kind" => c.kind().to_string())
                             .increment(1);
                     }
-                    self.state.apply(changes);
+                    let logged = Arc::new(changes.clone());
+                    let outcome = self.state.apply(changes);
+                    let entry = if outcome.rv > before {
+                        Entry::Commit {
+                            rv: outcome.rv,
+                            lsn: end_lsn,
+                            changes: logged,
+                        }
+                    } else {
+                        Entry::Progress {
+                            rv: outcome.rv,
+                            lsn: end_lsn,
+                        }
+                    };
+                    self.replica.log.append(entry, now);
                 }
                 end_lsn
             }
             // Nothing in flight: everything up to here is applied, so the slot may advance
             // even while `resources` is idle and other tables write (keepalives), and
             // bursts on other tables retain little WAL (read points and heartbeats).
-            Output::Progress { lsn } => lsn,
+            Output::Progress { lsn } => {
+                self.replica.log.append(
+                    Entry::Progress {
+                        rv: self.state.rv(),
+                        lsn,
+                    },
+                    now,
+                );
+                lsn
+            }
         };
         self.state.set_applied_lsn(lsn);
         self.status.applied(lsn);
         Ok(lsn)
     }
 
+    /// The position this replica may confirm to the slot: what it applied, held back to
+    /// what its connected followers applied.
+    pub fn ackable(&self, applied: u64) -> u64 {
+        self.replica.confirmable(applied)
+    }
+
     /// Seeds the state from the table: in the snapshot a new slot exported, or in a new
     /// one (see the `stream` module docs for why neither leaves a gap).
     pub async fn seed(&self, snapshot: Option<&str>) -> Result<(), SessionError> {
+        self.seed_at(snapshot, self.state.applied_lsn()).await
+    }
+
+    async fn seed_at(&self, snapshot: Option<&str>, lsn: u64) -> Result<(), SessionError> {
         let (objects, rv) = self
             .store
             .load_seed(snapshot)
             .await
             .map_err(|e| SessionError::Transient(e.to_string()))?;
         let objs = objects.into_iter().map(|v| Arc::new(Obj::new(v))).collect();
-        self.state.reset(objs, rv.max(0) as u64);
+        let rv = rv.max(0) as u64;
+        self.state.reset(objs, rv);
+        self.replica.log.seeded(rv, lsn, Instant::now());
         Ok(())
     }
 }

@@ -19,7 +19,7 @@
 //!   server applied, is a gap: the state is re-seeded and every watch gets 410.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
 use tokio::sync::watch;
@@ -30,7 +30,6 @@ use super::slot::{self, PreflightError};
 use super::status::StreamStatus;
 use crate::store::connect::{DbConfig, SslMode};
 use crate::store::Store;
-use crate::watch::State;
 
 /// What the stream needs to know.
 #[derive(Debug, Clone)]
@@ -38,6 +37,12 @@ pub struct StreamConfig {
     pub db: DbConfig,
     pub slot: String,
     pub publication: String,
+    /// The replication connection's application name: ties the slot's walsender to this
+    /// replica's row (`store::replicas`).
+    pub application_name: String,
+    /// The walsender's `wal_sender_timeout` for this connection: how long a hung or cut-off
+    /// leader keeps the slot before PostgreSQL frees it for a follower.
+    pub sender_timeout: Duration,
 }
 
 /// How a session ended.
@@ -84,7 +89,7 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Writes a tiny non-transactional logical message every second while the stream is up,
 /// so the slot can be advanced even while `resources` is idle and other tables write a lot.
-async fn heartbeat(store: Arc<Store>, status: Arc<StreamStatus>) {
+pub async fn heartbeat(store: Arc<Store>, status: Arc<StreamStatus>) {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         if status.check().is_err() {
@@ -93,55 +98,6 @@ async fn heartbeat(store: Arc<Store>, status: Arc<StreamStatus>) {
         if let Err(e) = store.emit_heartbeat().await {
             tracing::debug!(error = %e, "heartbeat message not written");
         }
-    }
-}
-
-/// Runs sessions, reconnecting with backoff, until a definite error or until `stop` turns
-/// true: then the running session confirms what it applied and closes its connection, so
-/// the slot is free at once for whoever takes over.
-pub async fn run(
-    cfg: StreamConfig,
-    store: Arc<Store>,
-    state: Arc<State>,
-    status: Arc<StreamStatus>,
-    stop: watch::Receiver<bool>,
-) -> Ended {
-    let beat = tokio::spawn(heartbeat(store.clone(), status.clone()));
-    let consumer = Consumer::new(store.clone(), state, status.clone());
-    let e = run_sessions(cfg, store, consumer, status, stop).await;
-    beat.abort();
-    e
-}
-
-async fn run_sessions(
-    cfg: StreamConfig,
-    store: Arc<Store>,
-    consumer: Consumer,
-    status: Arc<StreamStatus>,
-    mut stop: watch::Receiver<bool>,
-) -> Ended {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let started = Instant::now();
-        let err = session(&cfg, &store, &consumer, &status, &stop).await;
-        status.set_down(&err.to_string());
-        match err {
-            SessionError::Definite(e) => return Ended::Definite(e),
-            SessionError::Stopped => return Ended::Stopped,
-            SessionError::SlotBusy { .. } => tracing::warn!(error = %err, "change stream waiting"),
-            SessionError::Transient(_) => {
-                metrics::counter!("ark_cdc_session_errors_total").increment(1);
-                tracing::warn!(error = %err, retry_in = ?backoff, "change stream interrupted; reconnecting");
-            }
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(100);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => return Ended::Stopped,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -162,7 +118,11 @@ fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
     );
     rc.port = pg.get_ports().first().copied().unwrap_or(5432);
     rc.binary = true;
-    rc.application_name = Some("ark-apiserver-cdc".into());
+    rc.application_name = Some(cfg.application_name.clone());
+    rc.options = Some(format!(
+        "-c wal_sender_timeout={}ms",
+        cfg.sender_timeout.as_millis()
+    ));
     rc.status_interval = Duration::from_secs(1);
     rc.idle_wakeup_interval = Duration::from_secs(5);
     rc.tls = match cfg.db.ssl_mode {
@@ -178,14 +138,15 @@ fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
     Ok(rc)
 }
 
-async fn session(
+/// One attempt to lead: take the slot and stream from it until something ends the
+/// session; `SlotBusy` when another replica holds it.
+pub async fn session(
     cfg: &StreamConfig,
-    store: &Store,
     consumer: &Consumer,
-    status: &StreamStatus,
     stop: &watch::Receiver<bool>,
 ) -> SessionError {
-    match session_inner(cfg, store, consumer, status, stop.clone()).await {
+    let (store, status) = (consumer.store().clone(), consumer.status().clone());
+    match session_inner(cfg, &store, consumer, &status, stop.clone()).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -278,13 +239,14 @@ async fn session_inner(
     }
     drop(sql);
     repl.start().await.map_err(transient)?;
+    consumer.replica().set_role(crate::replica::Role::Leader);
     // Ready only once the stream has delivered a read point written now, after the seed:
     // until then a consistent read would wait for the replay of whatever the slot retained.
     let mark = store.emit_sync_message().await.map_err(transient)?;
     status.set_catching_up(mark.lsn);
     let end = stream_loop(&mut repl, consumer, stop).await;
     if let Err(SessionError::Stopped) = &end {
-        finish(&mut repl, pool, &cfg.slot, state).await;
+        finish(&mut repl, pool, &cfg.slot, consumer).await;
     }
     end
 }
@@ -296,9 +258,9 @@ async fn finish(
     repl: &mut ReplicationClient,
     pool: &deadpool_postgres::Pool,
     slot: &str,
-    state: &State,
+    consumer: &Consumer,
 ) {
-    let applied = crate::pgoutput::Lsn(state.applied_lsn());
+    let applied = crate::pgoutput::Lsn(consumer.ackable(consumer.state().applied_lsn()));
     repl.update_applied_lsn(pgwire_replication::Lsn(applied.0));
     repl.stop();
     // The worker closes its channel once it has sent CopyDone and dropped the connection.
@@ -375,7 +337,7 @@ async fn stream_loop(
             })?;
         if let Some(out) = out {
             let applied = consumer.take(out).await?;
-            repl.update_applied_lsn(pgwire_replication::Lsn(applied));
+            repl.update_applied_lsn(pgwire_replication::Lsn(consumer.ackable(applied)));
         }
     }
 }

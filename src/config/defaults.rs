@@ -35,3 +35,8 @@ pub const AUTH_MODE: &str = "delegated";
 pub const AUTH_FILE_RELOAD: Duration = Duration::from_secs(10);
 /// Served without authorization, so probes never depend on the kube-apiserver.
 pub const ALWAYS_ALLOW_PATHS: &str = "/healthz,/readyz,/livez";
+
+/// The walsender timeout of the replication connection (`--replication-timeout`):
+/// PostgreSQL's default is 60 s, which would keep a hung leader's slot from the followers
+/// for a minute.
+pub const REPLICATION_TIMEOUT: Duration = Duration::from_secs(10);

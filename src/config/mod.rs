@@ -230,6 +230,19 @@ pub struct ServerArgs {
     /// Log filter, as RUST_LOG (e.g. info, ark_apiserver=debug).
     #[arg(long, env = "ARK_LOG_LEVEL", default_value = defaults::LOG_LEVEL)]
     pub log_level: String,
+    /// host:port the other replicas reach this one at, for the internal stream (in the
+    /// chart, the pod IP). [default: --bind when it names an address, else the host name
+    /// and the port of --bind]
+    #[arg(long, env = "ARK_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+    /// This replica's name among the replicas of the slot (letters, digits, '.', '_' and
+    /// '-', at most 45). [default: the host name and a random suffix]
+    #[arg(long, env = "ARK_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// The walsender timeout of the replication connection: how long a hung or cut-off
+    /// leader keeps the slot before PostgreSQL frees it for another replica.
+    #[arg(long, env = "ARK_REPLICATION_TIMEOUT", default_value_t = DurationArg(defaults::REPLICATION_TIMEOUT))]
+    pub replication_timeout: DurationArg,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -296,6 +309,10 @@ pub enum ConfigError {
     ZeroDuration { flag: &'static str },
     #[error("--tls-cert-file and --tls-private-key-file go together: give both or neither")]
     TlsPair,
+    #[error("invalid --replica-id {0:?}: 1 to 45 letters, digits, '.', '_' or '-'")]
+    ReplicaId(String),
+    #[error("invalid --advertise-address {0:?}: expected host:port, e.g. 10.0.0.7:6443")]
+    AdvertiseAddress(String),
 }
 
 impl DbArgs {

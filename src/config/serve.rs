@@ -35,6 +35,43 @@ pub struct ServeConfig {
     pub audit: crate::audit::AuditConfig,
     /// How long shutdown waits for in-flight requests (writes) before closing them.
     pub shutdown_timeout: Duration,
+    /// How this replica is named and reached by the others.
+    pub replica: ReplicaSettings,
+}
+
+/// `--replica-id`, `--advertise-address` and `--replication-timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    pub id: Option<String>,
+    pub advertise: Option<String>,
+    pub sender_timeout: Duration,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            id: None,
+            advertise: None,
+            sender_timeout: defaults::REPLICATION_TIMEOUT,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The address other replicas reach this one at: `--advertise-address`, else `--bind`
+    /// when it names an address, else the host name with the bound port.
+    pub fn advertise_address(&self, bound: SocketAddr) -> String {
+        if let Some(a) = &self.replica.advertise {
+            return a.clone();
+        }
+        if !bound.ip().is_unspecified() {
+            return bound.to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", bound.port())
+    }
 }
 
 /// A configuration every value of which has been checked: the only input the server
@@ -85,6 +122,7 @@ impl ServeConfig {
             auth: AuthConfig::default(),
             audit: crate::audit::AuditConfig::default(),
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            replica: ReplicaSettings::default(),
         }
     }
 
@@ -118,6 +156,11 @@ impl ServeConfig {
         c.deleted_retention = s.deleted_retention.0;
         c.watch.history.max_age = s.watch_history.0;
         c.watch.history.max_events_per_kind = s.watch_history_events;
+        c.replica = ReplicaSettings {
+            id: s.replica_id.clone(),
+            advertise: s.advertise_address.clone(),
+            sender_timeout: s.replication_timeout.0,
+        };
         Ok(c)
     }
 
@@ -145,9 +188,28 @@ impl ServeConfig {
                 return Err(ConfigError::AtLeastOne { flag });
             }
         }
+        if let Some(id) = &self.replica.id {
+            let ok = !id.is_empty()
+                && id.len() <= 45
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(ConfigError::ReplicaId(id.clone()));
+            }
+        }
+        if let Some(a) = &self.replica.advertise {
+            let ok = a
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(ConfigError::AdvertiseAddress(a.clone()));
+            }
+        }
         for (flag, d) in [
             ("--watch-history", self.watch.history.max_age),
             ("--deleted-retention", self.deleted_retention),
+            ("--replication-timeout", self.replica.sender_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroDuration { flag });

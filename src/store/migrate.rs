@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "resource_version_starts_at_one",
         include_str!("../../sql/0002_resource_version_starts_at_one.sql"),
     ),
+    (3, "replicas", include_str!("../../sql/0003_replicas.sql")),
 ];
 
 /// The schema version this binary writes and understands.

@@ -7,6 +7,7 @@
 pub mod connect;
 pub mod error;
 pub mod migrate;
+pub mod replicas;
 pub mod row;
 pub mod seed;
 pub mod writer;

@@ -1,0 +1,202 @@
+//! Several replicas as separate processes on one PostgreSQL: one consumes the slot, the
+//! others follow it over the internal stream and serve every verb from their own memory;
+//! when the leader is killed a follower takes the slot over and open watches on it go on.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::TestDb;
+use crate::startup_failures::{http, Serve};
+use crate::stream_faults::{agent, agents_path, eventually, wait_ready};
+
+const NS: &str = "replicas";
+
+fn kill(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal} {pid}");
+}
+
+async fn replica(db: &TestDb, id: &str) -> Serve {
+    let s = Serve::start(
+        &db.url,
+        &[
+            "--slot-name",
+            &db.slot_name(),
+            "--replica-id",
+            id,
+            "--replication-timeout",
+            "3s",
+        ],
+    );
+    wait_ready(&http(), &s.base, Duration::from_secs(60)).await;
+    s
+}
+
+/// The application names of the walsenders streaming from the slot.
+async fn slot_consumers(db: &TestDb) -> Vec<String> {
+    let c = db.client().await;
+    c.query(
+        "SELECT w.application_name FROM pg_replication_slots s \
+         JOIN pg_stat_replication w ON w.pid = s.active_pid WHERE s.slot_name = $1",
+        &[&db.slot_name()],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+async fn create(base: &str, name: &str) -> Value {
+    let r = http()
+        .post(format!("{base}{}", agents_path(NS)))
+        .json(&agent(name, "v1"))
+        .send()
+        .await
+        .unwrap();
+    let code = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code, 201, "create {name}: {body}");
+    body
+}
+
+async fn metric(base: &str, name: &str) -> Option<f64> {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads watch lines as they come; `None` when the stream ends or breaks.
+struct Lines {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    async fn next(&mut self, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(c))) => self.buf.extend_from_slice(&c),
+                _ => return None,
+            }
+        }
+    }
+}
+
+async fn watch(base: &str, from: &str) -> Lines {
+    let resp = http()
+        .get(format!(
+            "{base}{}?watch=1&resourceVersion={from}",
+            agents_path(NS)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    Lines {
+        resp,
+        buf: Vec::new(),
+    }
+}
+
+/// The next event on `w`, which must be `kind` of `name`.
+async fn expect_event(w: &mut Lines, kind: &str, name: &str) -> Value {
+    let ev = w
+        .next(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("the watch ended before {kind} {name}"));
+    assert_eq!(ev["type"], kind, "{ev}");
+    assert_eq!(ev["object"]["metadata"]["name"], name, "{ev}");
+    ev
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leader_is_killed() {
+    let db = TestDb::new().await;
+    let a = replica(&db, "replica-a").await;
+    let b = replica(&db, "replica-b").await;
+    // One consumer: the slot's walsender is the first replica's; the second only follows.
+    assert_eq!(
+        slot_consumers(&db).await,
+        vec!["ark-apiserver-cdc/replica-a"]
+    );
+    assert_eq!(metric(&a.base, "ark_replication_leader").await, Some(1.0));
+    assert_eq!(metric(&b.base, "ark_replication_leader").await, Some(0.0));
+
+    // A list on the follower, then a watch from it: writes through either replica arrive.
+    let list: Value = http()
+        .get(format!("{}{}", b.base, agents_path(NS)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let from = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut w = watch(&b.base, &from).await;
+    let on_leader = create(&a.base, "via-leader").await;
+    let on_follower = create(&b.base, "via-follower").await;
+    let first = expect_event(&mut w, "ADDED", "via-leader").await;
+    assert_eq!(first["object"], on_leader);
+    let second = expect_event(&mut w, "ADDED", "via-follower").await;
+    assert_eq!(second["object"], on_follower);
+    // A consistent read on the follower sees a write acknowledged by the leader.
+    let made = create(&a.base, "read-after").await;
+    let got: Value = http()
+        .get(format!("{}{}/read-after", b.base, agents_path(NS)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, made);
+    expect_event(&mut w, "ADDED", "read-after").await;
+
+    // The leader dies; the follower takes the slot within seconds, and its open watch
+    // goes on without an error, a gap or a duplicate.
+    let killed = Instant::now();
+    kill(a.pid(), "-KILL");
+    eventually(
+        "the follower holds the slot",
+        Duration::from_secs(10),
+        || async {
+            match slot_consumers(&db).await.as_slice() {
+                [one] if one == "ark-apiserver-cdc/replica-b" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(5), "failover took {took:?}");
+    let after = create(&b.base, "after-failover").await;
+    let ev = expect_event(&mut w, "ADDED", "after-failover").await;
+    assert_eq!(ev["object"], after);
+    assert_eq!(metric(&b.base, "ark_replication_leader").await, Some(1.0));
+    assert!(metric(&b.base, "ark_replication_failovers_total").await >= Some(1.0));
+    drop(a);
+}
