@@ -7,13 +7,16 @@
 //! `extension-apiserver-authentication` ConfigMap take effect without a restart, and what
 //! tells a front proxy's certificate (requestheader CA) from a user's (client CA).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use sha2::{Digest, Sha256};
 
 /// Why a chain is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,7 +37,18 @@ pub struct CaPool {
     /// The PEM it was read from, to tell a changed bundle from the same one.
     pem: String,
     verifier: Arc<dyn ClientCertVerifier>,
+    /// Chains this bundle verified recently, by the SHA-256 of their DER: a connection
+    /// sends its chain with every request, and verifying it (a signature check) cost
+    /// more than the rest of a cached GET. A rotated bundle is a new pool with an empty
+    /// cache, so a removed CA takes effect at once.
+    verified: Arc<Mutex<HashMap<[u8; 32], (Subject, Instant)>>>,
 }
+
+/// How long a verified chain is trusted without verifying it again (never past the
+/// leaf's notAfter).
+const VERIFIED_TTL: Duration = Duration::from_secs(10);
+/// Chains remembered at most; the cache starts over when full.
+const VERIFIED_MAX: usize = 4096;
 
 impl std::fmt::Debug for CaPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +90,7 @@ impl CaPool {
         Ok(CaPool {
             pem: pem.to_string(),
             verifier,
+            verified: Arc::default(),
         })
     }
 
@@ -85,10 +100,35 @@ impl CaPool {
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or_else(|| X509Error::Verify("no certificate".into()))?;
+        let mut h = Sha256::new();
+        for c in chain {
+            h.update((c.as_ref().len() as u64).to_be_bytes());
+            h.update(c.as_ref());
+        }
+        let key: [u8; 32] = h.finalize().into();
+        let now = Instant::now();
+        {
+            let cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((subject, until)) = cache.get(&key) {
+                if now < *until {
+                    return Ok(subject.clone());
+                }
+            }
+        }
         self.verifier
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .map_err(|e| X509Error::Verify(e.to_string()))?;
-        Subject::of(leaf)
+        let (subject, not_after) = Subject::with_expiry(leaf)?;
+        let left = not_after
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let until = now + VERIFIED_TTL.min(left);
+        let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= VERIFIED_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (subject.clone(), until));
+        Ok(subject)
     }
 }
 
@@ -102,8 +142,15 @@ pub struct Subject {
 
 impl Subject {
     pub fn of(cert: &CertificateDer<'_>) -> Result<Subject, X509Error> {
+        Self::with_expiry(cert).map(|(s, _)| s)
+    }
+
+    /// The subject and the certificate's notAfter.
+    fn with_expiry(cert: &CertificateDer<'_>) -> Result<(Subject, SystemTime), X509Error> {
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
             .map_err(|e| X509Error::Parse(e.to_string()))?;
+        let secs = parsed.validity().not_after.timestamp().max(0) as u64;
+        let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let subject = parsed.subject();
         let common_name = subject
             .iter_common_name()
@@ -115,10 +162,13 @@ impl Subject {
             .iter_organization()
             .filter_map(|a| a.as_str().ok().map(str::to_string))
             .collect();
-        Ok(Subject {
-            common_name,
-            organizations,
-        })
+        Ok((
+            Subject {
+                common_name,
+                organizations,
+            },
+            not_after,
+        ))
     }
 }
 
@@ -264,6 +314,24 @@ mod tests {
         let s = pool.verify(&[leaf]).unwrap();
         assert_eq!(s.common_name, "alice");
         assert_eq!(s.organizations, ["dev"]);
+    }
+
+    #[test]
+    fn a_verified_chain_is_remembered_by_its_pool_only() {
+        let ca = Ca::new("client-ca");
+        let pool = CaPool::from_pem(&ca.pem, "client-ca-file").unwrap();
+        let leaf = ca.client("alice", &["dev"]);
+        let first = pool.verify(std::slice::from_ref(&leaf)).unwrap();
+        let again = pool.verify(std::slice::from_ref(&leaf)).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(pool.verified.lock().unwrap().len(), 1);
+        // A clone (the same bundle in force) shares what was verified.
+        assert_eq!(pool.clone().verified.lock().unwrap().len(), 1);
+        // A rotated bundle without that CA is a new pool: nothing carries over.
+        let rotated = CaPool::from_pem(&Ca::new("new-ca").pem, "client-ca-file").unwrap();
+        assert!(rotated.verify(&[leaf]).is_err());
+        // A refused chain is not remembered.
+        assert!(rotated.verified.lock().unwrap().is_empty());
     }
 
     #[test]
