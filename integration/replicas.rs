@@ -142,6 +142,21 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
     );
     assert_eq!(metric(&a.base, "ark_replication_leader").await, Some(1.0));
     assert_eq!(metric(&b.base, "ark_replication_leader").await, Some(0.0));
+    // The internal stream is no API: without the leader's secret it is refused, whatever
+    // --auth-mode is (here off).
+    for token in [None, Some("not-the-secret")] {
+        let mut req = http().get(format!(
+            "{}/internal/replication/v1/stream?resourceVersion=1",
+            a.base
+        ));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "token {token:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["reason"], "Unauthorized");
+    }
 
     // A list on the follower, then a watch from it: writes through either replica arrive.
     let list: Value = http()
@@ -199,4 +214,176 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
     assert_eq!(metric(&b.base, "ark_replication_leader").await, Some(1.0));
     assert!(metric(&b.base, "ark_replication_failovers_total").await >= Some(1.0));
     drop(a);
+}
+
+async fn readyz_verbose(base: &str) -> String {
+    http()
+        .get(format!("{base}/readyz?verbose"))
+        .send()
+        .await
+        .map(|r| async { r.text().await.unwrap_or_default() })
+        .unwrap_or_else(|e| panic!("readyz: {e}"))
+        .await
+}
+
+async fn list_rv(base: &str) -> String {
+    let list: Value = http()
+        .get(format!("{base}{}", agents_path(NS)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_slot_over_at_once_and_a_watch_of_the_stopped_replica_resumes_on_another()
+{
+    let db = TestDb::new().await;
+    let a = replica(&db, "replica-a").await;
+    let b = replica(&db, "replica-b").await;
+    assert!(readyz_verbose(&a.base)
+        .await
+        .contains("replica replica-a: leader"));
+    assert!(readyz_verbose(&b.base)
+        .await
+        .contains("replica replica-b: follower of replica-a at"));
+    let from = list_rv(&a.base).await;
+    let mut w = watch(&a.base, &from).await;
+    create(&b.base, "before").await;
+    let seen = expect_event(&mut w, "ADDED", "before").await;
+    let last_rv = seen["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let stopped = Instant::now();
+    kill(a.pid(), "-TERM");
+    // The stopped replica's watch ends cleanly (kube clients resume from the last rv).
+    while let Some(ev) = w.next(Duration::from_secs(5)).await {
+        assert_ne!(ev["type"], "ERROR", "{ev}");
+    }
+    eventually(
+        "the follower holds the slot",
+        Duration::from_secs(10),
+        || async {
+            match slot_consumers(&db).await.as_slice() {
+                [one] if one == "ark-apiserver-cdc/replica-b" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "the hand-over took {took:?}"
+    );
+    let (code, stderr) = a.exit_within(Duration::from_secs(5)).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    // The watch resumes on the other replica from its last resourceVersion: no 410, and
+    // the next change arrives.
+    let mut resumed = watch(&b.base, &last_rv).await;
+    create(&b.base, "after").await;
+    expect_event(&mut resumed, "ADDED", "after").await;
+    assert!(readyz_verbose(&b.base)
+        .await
+        .contains("replica replica-b: leader"));
+    // `slot status` names the holder.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ark-apiserver"))
+        .args([
+            "slot",
+            "status",
+            "--database-url",
+            &db.url,
+            "--slot-name",
+            &db.slot_name(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("held by:             replica replica-b (127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("replica-b "), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_loses_the_slot_and_after_waking_follows_and_serves_fresh_reads() {
+    let db = TestDb::new().await;
+    let a = replica(&db, "replica-a").await;
+    let b = replica(&db, "replica-b").await;
+    create(&a.base, "first").await;
+    kill(a.pid(), "-STOP");
+    // The walsender of the paused leader times out (--replication-timeout 3s) and the
+    // follower takes the slot; never two consumers.
+    let paused = Instant::now();
+    eventually(
+        "the follower holds the slot",
+        Duration::from_secs(20),
+        || async {
+            let consumers = slot_consumers(&db).await;
+            assert!(consumers.len() <= 1, "{consumers:?}");
+            match consumers.as_slice() {
+                [one] if one == "ark-apiserver-cdc/replica-b" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    eprintln!("a paused leader was replaced after {:?}", paused.elapsed());
+    let written = create(&b.base, "while-paused").await;
+    kill(a.pid(), "-CONT");
+    // The woken leader finds its stream gone, steps down and follows the new one; its
+    // consistent reads then include what was written while it slept.
+    eventually(
+        "the woken replica follows",
+        Duration::from_secs(20),
+        || async {
+            let consumers = slot_consumers(&db).await;
+            assert!(consumers.len() <= 1, "{consumers:?}");
+            let text = readyz_verbose(&a.base).await;
+            if text.contains("replica replica-a: follower of replica-b") {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    let got: Value = http()
+        .get(format!("{}{}/while-paused", a.base, agents_path(NS)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, written);
+    let later = create(&b.base, "after-waking").await;
+    let got: Value = http()
+        .get(format!("{}{}/after-waking", a.base, agents_path(NS)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, later);
+    assert_eq!(
+        slot_consumers(&db).await,
+        vec!["ark-apiserver-cdc/replica-b"]
+    );
 }

@@ -257,6 +257,46 @@ async fn run_until_signal(
     Ok(())
 }
 
+/// Which replica holds the slot, and every replica that reported lately.
+async fn print_replicas(pool: &deadpool_postgres::Pool, slot: &str, active: bool) {
+    let store = ark_apiserver::store::Store::new(pool.clone(), 1);
+    let fresh = ark_apiserver::replica::FRESH;
+    let replicas = match store.replicas_of(slot, fresh).await {
+        Ok(r) => r,
+        Err(e) => {
+            println!(
+                "held by:             {} (replicas unknown: {e})",
+                if active { "?" } else { "-" }
+            );
+            return;
+        }
+    };
+    let holder = replicas.iter().find(|r| r.leader);
+    println!(
+        "held by:             {}",
+        match (holder, active) {
+            (Some(r), _) => format!("replica {} ({})", r.replica_id, r.address),
+            (None, true) => "a session that is not an ark-apiserver replica".into(),
+            (None, false) => "-".into(),
+        }
+    );
+    if replicas.is_empty() {
+        return;
+    }
+    println!("replicas:");
+    for r in &replicas {
+        println!(
+            "  {:<24} {:<9} {:<22} applied {} (rv {}), reported {:.1}s ago",
+            r.replica_id,
+            if r.leader { "leader" } else { "follower" },
+            r.address,
+            ark_apiserver::pgoutput::Lsn(r.applied_lsn),
+            r.applied_rv,
+            r.reported_ago
+        );
+    }
+}
+
 async fn slot(cmd: SlotCommand) -> Result<(), String> {
     use ark_apiserver::cdc::slot as s;
     let (SlotCommand::Status(args) | SlotCommand::Drop(args)) = &cmd;
@@ -305,6 +345,7 @@ async fn slot(cmd: SlotCommand) -> Result<(), String> {
                 );
                 println!("retained WAL:        {}", bytes(i.retained_bytes));
                 println!("lag:                 {}", bytes(i.lag_bytes));
+                print_replicas(&pool, &args.names.slot_name, i.active).await;
                 if i.is_invalidated() {
                     println!("\nthe slot is invalidated: ark-apiserver recreates it at start (watches then relist)");
                 }

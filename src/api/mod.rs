@@ -229,6 +229,22 @@ async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
                 Err(e) => body.push_str(&format!("[-]{name} failed: {e}\n")),
             }
         }
+        // Not a check (a follower is as ready as the leader): which role this replica
+        // has and whom it follows, for the operator reading this.
+        if let Some(r) = &state.replica {
+            let id = &r.identity.id;
+            body.push_str(&match r.role() {
+                crate::replica::Role::Leader => {
+                    format!("replica {id}: leader (consumes slot {})\n", r.slot)
+                }
+                crate::replica::Role::Follower { leader_id, leader } => {
+                    format!("replica {id}: follower of {leader_id} at {leader}\n")
+                }
+                crate::replica::Role::Candidate => {
+                    format!("replica {id}: candidate (neither leading nor following yet)\n")
+                }
+            });
+        }
         body.push_str(if ok {
             "readyz check passed\n"
         } else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::follow::{follow, FollowEnd};
-use super::{Replica, Role, FRESH, REPORT_EVERY, TRY_SLOT_EVERY};
+use super::{Replica, Role, FRESH, REPORT_EVERY, SILENCE, TRY_SLOT_EVERY};
 use crate::cdc::consume::Consumer;
 use crate::cdc::stream::{self, Ended, SessionError, StreamConfig};
 use crate::store::Store;
@@ -55,11 +55,18 @@ async fn roles(cfg: &StreamConfig, consumer: &Consumer, stop: &mut watch::Receiv
     let replica = consumer.replica();
     let status = consumer.status();
     let mut backoff = Duration::from_millis(100);
+    // When this replica last had a stream (its own or the leader's): a hand-over shorter
+    // than this does not make it unready.
+    let mut last_streaming: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let err = stream::session(cfg, consumer, stop).await;
         let was_leader = replica.is_leader();
+        if was_leader {
+            last_streaming = Some(Instant::now());
+        }
         replica.set_role(Role::Candidate);
+        let recently = last_streaming.is_some_and(|t| t.elapsed() < SILENCE * 2);
         let wait = match err {
             SessionError::Definite(e) => {
                 status.set_down(&e.to_string());
@@ -74,6 +81,9 @@ async fn roles(cfg: &StreamConfig, consumer: &Consumer, stop: &mut watch::Receiv
                             FollowEnd::Stopped => return Ended::Stopped,
                             FollowEnd::Retry(why) => {
                                 if matches!(replica.role(), Role::Follower { .. }) {
+                                    last_streaming = Some(Instant::now());
+                                }
+                                if recently || matches!(replica.role(), Role::Follower { .. }) {
                                     // A stream that was up ends (the leader died, hung or
                                     // stepped down): stay ready through the slot attempt
                                     // that follows at once; the state is whole, and a
@@ -94,7 +104,9 @@ async fn roles(cfg: &StreamConfig, consumer: &Consumer, stop: &mut watch::Receiv
                     // this replica's previous connection, which PostgreSQL has not
                     // noticed is gone yet): wait for it.
                     Ok(_) => {
-                        status.set_down(&err.to_string());
+                        if !recently {
+                            status.set_down(&err.to_string());
+                        }
                         tracing::debug!(error = %err, "change stream waiting");
                         TRY_SLOT_EVERY
                     }
