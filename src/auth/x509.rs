@@ -41,8 +41,11 @@ pub struct CaPool {
     /// sends its chain with every request, and verifying it (a signature check) cost
     /// more than the rest of a cached GET. A rotated bundle is a new pool with an empty
     /// cache, so a removed CA takes effect at once.
-    verified: Arc<Mutex<HashMap<[u8; 32], (Subject, Instant)>>>,
+    verified: Arc<Mutex<Verified>>,
 }
+
+/// Verified chains by their hash: the subject, and until when it is trusted.
+type Verified = HashMap<[u8; 32], (Subject, Instant)>;
 
 /// How long a verified chain is trusted without verifying it again (never past the
 /// leaf's notAfter).
