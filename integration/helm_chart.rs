@@ -184,8 +184,6 @@ fn rendering_produces_the_documented_objects() {
         "APIService/v1prealpha1.ark.mckinsey.com",
         "ClusterRoleBinding/ark-ark-apiserver:system:auth-delegator",
         "RoleBinding/ark-ark-apiserver-auth-reader",
-        "Role/ark-ark-apiserver-leader-election",
-        "RoleBinding/ark-ark-apiserver-leader-election",
         "Job/ark-ark-apiserver-migrate",
         "Job/ark-ark-apiserver-slot-drop",
     ];
@@ -351,7 +349,7 @@ fn cert_manager_issues_the_serving_certificate_and_its_ca_is_injected_into_the_a
 }
 
 #[test]
-fn rbac_binds_auth_delegation_the_authentication_reader_and_the_leader_lease() {
+fn rbac_binds_auth_delegation_and_the_authentication_reader_and_nothing_else() {
     let (_, docs) = render(&[]);
     let subject =
         json!([{"kind": "ServiceAccount", "name": "ark-ark-apiserver", "namespace": "ark-system"}]);
@@ -372,31 +370,85 @@ fn rbac_binds_auth_delegation_the_authentication_reader_and_the_leader_lease() {
         json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "extension-apiserver-authentication-reader"})
     );
     assert_eq!(reader["subjects"], subject);
-    let role = find(&docs, "Role", "ark-ark-apiserver-leader-election");
-    let rules = role["rules"].as_array().unwrap();
-    let allows = |verb: &str| {
-        rules.iter().any(|r| {
-            r["apiGroups"] == json!(["coordination.k8s.io"])
-                && r["resources"] == json!(["leases"])
-                && r["verbs"].as_array().unwrap().contains(&json!(verb))
-                && r.get("resourceNames")
-                    .is_none_or(|n| n == &json!(["ark-apiserver-leader"]))
-        })
+    // Leader election lives in PostgreSQL: no Lease, and no other Role or binding.
+    let rbac: Vec<String> = kinds_and_names(&docs)
+        .into_iter()
+        .filter(|k| k.starts_with("Role") || k.starts_with("ClusterRole"))
+        .collect();
+    assert_eq!(
+        rbac,
+        vec![
+            "ClusterRoleBinding/ark-ark-apiserver:system:auth-delegator",
+            "RoleBinding/ark-ark-apiserver-auth-reader"
+        ]
+    );
+    assert!(!body_mentions_leases(&docs));
+}
+
+fn body_mentions_leases(docs: &[Value]) -> bool {
+    docs.iter()
+        .any(|d| d.to_string().contains("coordination.k8s.io"))
+}
+
+#[test]
+fn three_replicas_get_a_disruption_budget_spread_over_nodes_and_advertise_their_pod_ip() {
+    let (_, one) = render(&[]);
+    assert!(!kinds_and_names(&one)
+        .iter()
+        .any(|k| k.starts_with("PodDisruptionBudget")));
+    let single = find(&one, "Deployment", "ark-ark-apiserver");
+    assert!(single["spec"]["template"]["spec"].get("affinity").is_none());
+
+    let (_, docs) = render(&["replicaCount=3"]);
+    let d = find(&docs, "Deployment", "ark-ark-apiserver");
+    assert_eq!(d["spec"]["replicas"], 3);
+    let pod = &d["spec"]["template"]["spec"];
+    let term =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(
+        term["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_default()
     };
-    assert!(
-        ["get", "create", "update"].into_iter().all(allows),
-        "{rules:?}"
+    assert_eq!(
+        var("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
     );
-    assert!(
-        rules
-            .iter()
-            .all(|r| !r["verbs"].as_array().unwrap().contains(&json!("delete"))),
-        "{rules:?}"
+    assert_eq!(var("ARK_ADVERTISE_ADDRESS")["value"], "$(POD_IP):6443");
+    // POD_IP is defined before the variable that refers to it, as Kubernetes requires.
+    let pos = |name: &str| env.iter().position(|e| e["name"] == name).unwrap();
+    assert!(pos("POD_IP") < pos("ARK_ADVERTISE_ADDRESS"));
+    // Followers are ready too: the readiness probe is the same /readyz for every pod.
+    assert_eq!(
+        pod["containers"][0]["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
     );
-    let rb = find(&docs, "RoleBinding", "ark-ark-apiserver-leader-election");
-    assert_eq!(rb["metadata"]["namespace"], "ark-system");
-    assert_eq!(rb["roleRef"]["name"], "ark-ark-apiserver-leader-election");
-    assert_eq!(rb["subjects"], subject);
+    let pdb = find(&docs, "PodDisruptionBudget", "ark-ark-apiserver");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+    // An affinity given replaces the default.
+    let (_, custom) = render(&[
+        "replicaCount=3",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+    ]);
+    let aff =
+        &find(&custom, "Deployment", "ark-ark-apiserver")["spec"]["template"]["spec"]["affinity"];
+    assert!(aff.get("podAntiAffinity").is_none(), "{aff}");
+    assert!(aff.get("nodeAffinity").is_some(), "{aff}");
 }
 
 #[test]
