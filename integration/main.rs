@@ -24,6 +24,7 @@ mod pki;
 mod postgres_tls;
 mod readiness;
 mod replicas;
+mod replicas_consistency;
 mod resource_version;
 mod semantics;
 mod serving_cert;

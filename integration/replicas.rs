@@ -112,7 +112,13 @@ async fn watch(base: &str, from: &str) -> Lines {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
+    let code = resp.status();
+    if code != 200 {
+        panic!(
+            "watch from {from} on {base}: {code} {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
     Lines {
         resp,
         buf: Vec::new(),
@@ -169,7 +175,7 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
         .unwrap();
     let from = list["metadata"]["resourceVersion"]
         .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("LIST on the follower: {list}\n{}", b.stderr()))
         .to_string();
     let mut w = watch(&b.base, &from).await;
     let on_leader = create(&a.base, "via-leader").await;
@@ -237,7 +243,7 @@ async fn list_rv(base: &str) -> String {
         .unwrap();
     list["metadata"]["resourceVersion"]
         .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("LIST on {base}: {list}"))
         .to_string()
 }
 
@@ -250,9 +256,12 @@ async fn sigterm_hands_the_slot_over_at_once_and_a_watch_of_the_stopped_replica_
     assert!(readyz_verbose(&a.base)
         .await
         .contains("replica replica-a: leader"));
-    assert!(readyz_verbose(&b.base)
-        .await
-        .contains("replica replica-b: follower of replica-a at"));
+    let text = readyz_verbose(&b.base).await;
+    assert!(
+        text.contains("replica replica-b: follower of replica-a at"),
+        "{text}\n{}",
+        b.stderr()
+    );
     let from = list_rv(&a.base).await;
     let mut w = watch(&a.base, &from).await;
     create(&b.base, "before").await;

@@ -15,14 +15,14 @@ use serde_json::{json, Value};
 use crate::harness::TestServer;
 use crate::watch::{agents, briefs, rv_of, Api, Next, GV};
 
-type Key = (String, String);
-type Labels = BTreeMap<String, String>;
+pub(crate) type Key = (String, String);
+pub(crate) type Labels = BTreeMap<String, String>;
 
 /// One committed row change of an Agent, in commit order.
 #[derive(Debug, Clone)]
-struct Change {
-    key: Key,
-    rv: u64,
+pub(crate) struct Change {
+    pub(crate) key: Key,
+    pub(crate) rv: u64,
     deleted: bool,
     labels: Labels,
 }
@@ -68,7 +68,7 @@ fn columns(mut rest: &str) -> Vec<(String, String)> {
     }
 }
 
-fn parse_change(line: &str) -> Option<Change> {
+pub(crate) fn parse_change(line: &str) -> Option<Change> {
     let rest = line.strip_prefix("table public.resources: ")?;
     let rest = rest
         .strip_prefix("INSERT: ")
@@ -88,9 +88,9 @@ fn parse_change(line: &str) -> Option<Change> {
 }
 
 /// A watcher's selection: the query it sends and the same rule in Rust.
-struct Sel {
+pub(crate) struct Sel {
     ns: Option<&'static str>,
-    query: &'static str,
+    pub(crate) query: &'static str,
     pred: fn(&Key, &Labels) -> bool,
 }
 
@@ -98,7 +98,7 @@ fn label<'a>(l: &'a Labels, k: &str) -> Option<&'a str> {
     l.get(k).map(String::as_str)
 }
 
-const SELS: [Sel; 10] = [
+pub(crate) const SELS: [Sel; 10] = [
     Sel {
         ns: None,
         query: "",
@@ -151,15 +151,15 @@ const SELS: [Sel; 10] = [
     },
 ];
 
-const NAMESPACES: [&str; 3] = ["ns0", "ns1", "ns2"];
-const MARKER: &str = "zz-marker";
+pub(crate) const NAMESPACES: [&str; 3] = ["ns0", "ns1", "ns2"];
+pub(crate) const MARKER: &str = "zz-marker";
 
 impl Sel {
     fn matches(&self, k: &Key, l: &Labels) -> bool {
         self.ns.is_none_or(|ns| k.0 == ns) && (self.pred)(k, l)
     }
 
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         match self.ns {
             Some(ns) => agents(ns),
             None => format!("{GV}/agents"),
@@ -167,7 +167,7 @@ impl Sel {
     }
 
     /// The namespace of the last marker this selection sees (markers are made in order).
-    fn stop_ns(&self) -> &'static str {
+    pub(crate) fn stop_ns(&self) -> &'static str {
         let labels = marker_labels();
         NAMESPACES
             .iter()
@@ -177,7 +177,7 @@ impl Sel {
     }
 }
 
-fn marker_labels() -> Labels {
+pub(crate) fn marker_labels() -> Labels {
     [("color", "red"), ("tier", "gold")]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -185,7 +185,7 @@ fn marker_labels() -> Labels {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum StartAt {
+pub(crate) enum StartAt {
     Unset,
     Zero,
     WatchList,
@@ -194,15 +194,15 @@ enum StartAt {
 }
 
 /// What one watcher saw.
-struct Observed {
-    sel: usize,
-    start: StartAt,
-    path: String,
-    list: Option<(u64, BTreeMap<Key, u64>)>,
-    lines: Vec<Value>,
+pub(crate) struct Observed {
+    pub(crate) sel: usize,
+    pub(crate) start: StartAt,
+    pub(crate) path: String,
+    pub(crate) list: Option<(u64, BTreeMap<Key, u64>)>,
+    pub(crate) lines: Vec<Value>,
 }
 
-fn key_of(v: &Value) -> Key {
+pub(crate) fn key_of(v: &Value) -> Key {
     (
         v["metadata"]["namespace"]
             .as_str()
@@ -282,7 +282,7 @@ async fn run_watcher(
 }
 
 /// The state of a selection after the changes up to `rv`: key -> (rv, labels).
-fn state_at(changes: &[Change], sel: &Sel, rv: u64) -> BTreeMap<Key, (u64, Labels)> {
+pub(crate) fn state_at(changes: &[Change], sel: &Sel, rv: u64) -> BTreeMap<Key, (u64, Labels)> {
     let mut state = BTreeMap::new();
     for c in changes.iter().take_while(|c| c.rv <= rv) {
         if !c.deleted && sel.matches(&c.key, &c.labels) {
@@ -337,7 +337,7 @@ fn as_ev(v: &Value) -> Ev {
 }
 
 /// Checks one watcher against the ground truth; `Err` describes the first difference.
-fn check(o: &Observed, changes: &[Change], stop_rv: u64) -> Result<(), String> {
+pub(crate) fn check(o: &Observed, changes: &[Change], stop_rv: u64) -> Result<(), String> {
     let sel = &SELS[o.sel];
     let evs: Vec<Ev> = o
         .lines

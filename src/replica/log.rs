@@ -89,6 +89,10 @@ struct Inner {
     /// The WAL position of the last entry that had one.
     lsn: u64,
     next_seq: u64,
+    /// The newest sequence number dropped by trimming or a re-seed: a reader positioned
+    /// before it missed entries. (A progress entry replaced by a newer one is not
+    /// dropped in this sense: a reader that never saw it lost nothing.)
+    dropped_through: u64,
     seeded: bool,
 }
 
@@ -116,6 +120,7 @@ impl RelayLog {
                 rv: 0,
                 lsn: 0,
                 next_seq: 1,
+                dropped_through: 0,
                 seeded: false,
             })),
             limits,
@@ -133,6 +138,7 @@ impl RelayLog {
         let mut g = self.lock();
         let was_seeded = g.seeded;
         g.entries.clear();
+        g.dropped_through = g.next_seq - 1;
         g.base_rv = rv;
         g.rv = rv;
         g.lsn = g.lsn.max(lsn);
@@ -216,8 +222,7 @@ impl RelayLog {
     /// the reader fell behind what the log keeps.
     pub fn read(&self, cursor: Cursor, max: usize) -> Result<(Vec<Entry>, Cursor), StartError> {
         let g = self.lock();
-        let first = g.entries.front().map(|h| h.seq).unwrap_or(g.next_seq);
-        if cursor.after_seq + 1 < first {
+        if cursor.after_seq < g.dropped_through {
             // Entries this reader never saw were dropped: by a re-seed, which it is told
             // about and follows, or by trimming, which it cannot recover from here.
             return match g.entries.front() {
@@ -286,6 +291,7 @@ fn trim(g: &mut Inner, limits: LogLimits, now: Instant) {
         let Some(h) = g.entries.pop_front() else {
             break;
         };
+        g.dropped_through = h.seq;
         g.base_rv = g.base_rv.max(h.entry.rv());
     }
 }
@@ -377,6 +383,24 @@ mod tests {
         let (got, _) = log.read(c, 100).unwrap();
         assert_eq!(rvs(&got), vec![('c', 2), ('p', 2)]);
         assert_eq!(got[1].lsn(), 23);
+    }
+
+    #[test]
+    fn a_reader_before_a_superseded_progress_entry_has_lost_nothing() {
+        let log = RelayLog::new(LogLimits::default());
+        let t = Instant::now();
+        log.seeded(1, 10, t);
+        log.append(Entry::Progress { rv: 1, lsn: 11 }, t);
+        // Positioned before the only entry, which a newer progress entry then replaces.
+        let c = log.cursor_from(1).unwrap();
+        log.append(Entry::Progress { rv: 1, lsn: 12 }, t);
+        let (got, c) = log.read(c, 10).unwrap();
+        assert_eq!(rvs(&got), vec![('p', 1)]);
+        assert_eq!(got[0].lsn(), 12);
+        log.append(Entry::Progress { rv: 1, lsn: 13 }, t);
+        log.append(commit(2, 20), t);
+        let (got, _) = log.read(c, 10).unwrap();
+        assert_eq!(rvs(&got), vec![('p', 1), ('c', 2)]);
     }
 
     #[test]
