@@ -20,6 +20,7 @@ mod kubectl;
 mod kubectl_list;
 mod kubectl_more;
 mod list_resource_version;
+mod pg_failover;
 mod pki;
 mod postgres_tls;
 mod readiness;

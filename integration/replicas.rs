@@ -372,25 +372,37 @@ async fn a_paused_leader_loses_the_slot_and_after_waking_follows_and_serves_fres
         },
     )
     .await;
-    let got: Value = http()
-        .get(format!("{}{}/while-paused", a.base, agents_path(NS)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(got, written);
+    // It may still be catching up (503: honest); whatever it answers with 200 is current.
+    let fresh_get = |name: &'static str, want: Value| {
+        let base = a.base.clone();
+        async move {
+            eventually(
+                "a consistent GET on the woken replica",
+                Duration::from_secs(30),
+                || async {
+                    let r = http()
+                        .get(format!("{base}{}/{name}", agents_path(NS)))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let code = r.status().as_u16();
+                    let got: Value = r.json().await.map_err(|e| e.to_string())?;
+                    match code {
+                        200 => {
+                            assert_eq!(got, want, "a stale read on the woken replica");
+                            Ok(())
+                        }
+                        503 => Err(got.to_string()),
+                        other => panic!("{other}: {got}"),
+                    }
+                },
+            )
+            .await
+        }
+    };
+    fresh_get("while-paused", written).await;
     let later = create(&b.base, "after-waking").await;
-    let got: Value = http()
-        .get(format!("{}{}/after-waking", a.base, agents_path(NS)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(got, later);
+    fresh_get("after-waking", later).await;
     assert_eq!(
         slot_consumers(&db).await,
         vec!["ark-apiserver-cdc/replica-b"]

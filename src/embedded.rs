@@ -117,14 +117,17 @@ fn major_version(pg_ctl: &Path) -> Option<u32> {
 }
 
 fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a file this process just created is its effective user.
-    let probe = std::env::temp_dir().join(format!("ark-uid-probe-{}", std::process::id()));
-    let uid = std::fs::write(&probe, b"")
-        .and_then(|_| std::fs::metadata(&probe))
-        .map(|m| m.uid());
-    let _ = std::fs::remove_file(&probe);
-    uid.is_ok_and(|u| u == 0)
+    // The effective uid, the second field of `Uid:` in /proc/self/status. (A probe file
+    // owned by this process raced when two threads started clusters at once: one removed
+    // the other's probe, which then read as not root.)
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// A free TCP port on loopback (released before PostgreSQL binds it; the window is tiny).
@@ -397,6 +400,69 @@ impl Cluster {
             .spawn()
             .map_err(|e| step("starting the cluster watcher", e))?;
         Ok(())
+    }
+
+    /// Makes a physical standby of this cluster in `into` (pg_basebackup with `-R`, which
+    /// writes standby.signal and the connection to this primary), for tests of a
+    /// PostgreSQL failover. Start it with [`Cluster::start_standby`].
+    pub fn base_backup(&self, into: &Path) -> Result<(), EmbeddedError> {
+        std::fs::create_dir_all(into).map_err(|e| step("creating the standby directory", e))?;
+        set_mode(into, 0o755)?;
+        let data = into.join("pgdata");
+        self.chown(into)?;
+        self.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "ark",
+                "-D",
+                &data.display().to_string(),
+                "-R",
+                "-X",
+                "stream",
+                // An immediate checkpoint: the default (spread) waits most of a minute.
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        )
+    }
+
+    /// Starts a standby made by [`Cluster::base_backup`] in `dir`, streaming from
+    /// `primary_port`. Its own settings (port, socket directory) replace the primary's.
+    pub fn start_standby(dir: &Path, primary_port: u16) -> Result<Cluster, EmbeddedError> {
+        let c = Cluster::start(Some(dir), true)?;
+        c.configure(&format!(
+            "primary_conninfo = 'host=127.0.0.1 port={primary_port} user=ark'"
+        ))?;
+        c.restart()?;
+        Ok(c)
+    }
+
+    /// Stops the server at once, as a crash does (no shutdown checkpoint).
+    pub fn crash(&self) -> Result<(), EmbeddedError> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.display().to_string(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        )
+    }
+
+    /// Promotes a standby to primary.
+    pub fn promote(&self) -> Result<(), EmbeddedError> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data.display().to_string(), "-w", "promote"],
+        )
     }
 
     /// The pg_ctl binary directory in use.

@@ -15,6 +15,15 @@ use crate::replica::{Entry, Replica};
 use crate::store::Store;
 use crate::watch::{Obj, State};
 
+/// How a re-seed's resourceVersion is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reseed {
+    /// The table's counter as it is (a first seed, or a follower after its leader).
+    AsLoaded,
+    /// Above every resourceVersion of the state it replaces (a gap on the leader).
+    PastState,
+}
+
 pub struct Consumer {
     store: Arc<Store>,
     state: Arc<State>,
@@ -64,7 +73,7 @@ impl Consumer {
                 // after any seed. Watches get 410 and relist.
                 tracing::warn!(%why, "the change stream cannot be applied as changes; re-seeding (watches get 410)");
                 metrics::counter!("ark_cdc_reseeds_total").increment(1);
-                self.seed_at(None, end_lsn).await?;
+                self.seed_at(None, end_lsn, Reseed::PastState).await?;
                 end_lsn
             }
             Output::Commit { changes, end_lsn } => {
@@ -84,6 +93,7 @@ impl Consumer {
                     }
                     let logged = Arc::new(changes.clone());
                     let outcome = self.state.apply(changes);
+                    self.store.note_rv(outcome.rv);
                     let entry = if outcome.rv > before {
                         Entry::Commit {
                             rv: outcome.rv,
@@ -128,17 +138,56 @@ impl Consumer {
     /// Seeds the state from the table: in the snapshot a new slot exported, or in a new
     /// one (see the `stream` module docs for why neither leaves a gap).
     pub async fn seed(&self, snapshot: Option<&str>) -> Result<(), SessionError> {
-        self.seed_at(snapshot, self.state.applied_lsn()).await
+        self.seed_at(snapshot, self.state.applied_lsn(), Reseed::AsLoaded)
+            .await
     }
 
-    async fn seed_at(&self, snapshot: Option<&str>, lsn: u64) -> Result<(), SessionError> {
-        let (objects, rv) = self
-            .store
-            .load_seed(snapshot)
-            .await
-            .map_err(|e| SessionError::Transient(e.to_string()))?;
+    /// A follower's re-seed after the leader's (its Reseed entry, or a 410 from its
+    /// relay): from the table as it is, so that its resourceVersion is the leader's.
+    pub async fn reseed_after_leader(&self, lsn: u64) -> Result<(), SessionError> {
+        metrics::counter!("ark_cdc_reseeds_total").increment(1);
+        self.seed_at(None, lsn, Reseed::AsLoaded).await
+    }
+
+    async fn seed_at(
+        &self,
+        snapshot: Option<&str>,
+        lsn: u64,
+        how: Reseed,
+    ) -> Result<(), SessionError> {
+        let transient = |e: crate::store::StoreError| SessionError::Transient(e.to_string());
+        if how == Reseed::PastState {
+            // A gap the leader found (TRUNCATE, a hard delete): the re-seeded state gets a
+            // resourceVersion of its own, above every earlier one, so that it is never
+            // mistaken for the state before the gap (a follower that reconnects at that
+            // rv is told to re-seed too).
+            let past = self.store.highest_rv().max(self.state.rv()) + 1;
+            self.store.raise_counter(past).await.map_err(transient)?;
+        }
+        let (mut objects, mut rv) = self.store.load_seed(snapshot).await.map_err(transient)?;
+        let seen = self.store.highest_rv().max(self.state.rv());
+        if (rv.max(0) as u64) < seen {
+            // The database is behind resourceVersions this replica has served: PostgreSQL
+            // failed over to a standby that lost the last commits (or was restored from an
+            // older backup). Move the counter past them before anything is served from
+            // this state, so that no resourceVersion ever names two different states; the
+            // re-seed below is then a gap like any other (watches get 410).
+            tracing::warn!(
+                database = rv,
+                seen,
+                "the database's resourceVersion counter is behind what this replica has served (a failover that lost commits?); moving it past"
+            );
+            metrics::counter!("ark_cdc_counter_raised_total").increment(1);
+            // Past, not to: `seen` named a state with commits the database no longer has.
+            self.store
+                .raise_counter(seen + 1)
+                .await
+                .map_err(transient)?;
+            (objects, rv) = self.store.load_seed(None).await.map_err(transient)?;
+        }
         let objs = objects.into_iter().map(|v| Arc::new(Obj::new(v))).collect();
         let rv = rv.max(0) as u64;
+        self.store.note_rv(rv);
         self.state.reset(objs, rv);
         self.replica.log.seeded(rv, lsn, Instant::now());
         Ok(())

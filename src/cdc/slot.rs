@@ -6,6 +6,21 @@ use tokio_postgres::Client;
 
 use crate::store::error::db_message;
 
+/// The address and port of the server this connection reached (`None` for the address
+/// over a Unix socket): with several hosts in the connection string, which one is the
+/// primary.
+pub async fn server_address(
+    c: &tokio_postgres::Client,
+) -> Result<Option<(Option<String>, u16)>, String> {
+    let row = c
+        .query_one("SELECT inet_server_addr()::text, inet_server_port()", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr: Option<String> = row.get(0);
+    let port: Option<i32> = row.get(1);
+    Ok(port.map(|p| (addr, p.clamp(0, u16::MAX as i32) as u16)))
+}
+
 /// Why the change stream cannot run on this database, each naming the fix.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PreflightError {

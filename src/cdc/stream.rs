@@ -101,13 +101,64 @@ pub async fn heartbeat(store: Arc<Store>, status: Arc<StreamStatus>) {
     }
 }
 
-fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
-    let pg = &cfg.db.pg;
-    let host = match pg.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_string(),
+/// The host (and port) to open the replication connection to. With several hosts in the
+/// connection string (`host=a,b` and `target_session_attrs=read-write`, for managed
+/// PostgreSQL with a standby), the pool has already found the primary: `server` is that
+/// connection's `inet_server_addr()` and `inet_server_port()`, matched against the hosts
+/// given. A single host is used as given.
+pub(crate) fn replication_target(
+    pg: &tokio_postgres::Config,
+    server: Option<(Option<String>, u16)>,
+) -> (String, u16) {
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let ports = pg.get_ports();
+    let port_of = |i: usize| match ports.len() {
+        0 => 5432,
+        1 => ports[0],
+        _ => ports.get(i).copied().unwrap_or(5432),
     };
+    let pairs: Vec<(String, u16)> = if hosts.is_empty() {
+        vec![("localhost".to_string(), port_of(0))]
+    } else {
+        hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| (h, port_of(i)))
+            .collect()
+    };
+    if pairs.len() > 1 {
+        if let Some((addr, port)) = server {
+            let same_port: Vec<&(String, u16)> = pairs.iter().filter(|(_, p)| *p == port).collect();
+            let by_addr = addr.as_deref().and_then(|a| {
+                let a = a.split('/').next().unwrap_or(a);
+                same_port.iter().find(|(h, _)| h == a)
+            });
+            match (by_addr, same_port.as_slice()) {
+                (Some(p), _) => return (*p).clone(),
+                (None, [only]) => return (*only).clone(),
+                _ => {}
+            }
+        }
+    }
+    pairs
+        .into_iter()
+        .next()
+        .unwrap_or(("localhost".into(), 5432))
+}
+
+fn wire_config(
+    cfg: &StreamConfig,
+    target: (String, u16),
+) -> Result<ReplicationConfig, SessionError> {
+    let pg = &cfg.db.pg;
+    let (host, port) = target;
     let mut rc = ReplicationConfig::new(
         host,
         pg.get_user().unwrap_or("postgres"),
@@ -116,7 +167,7 @@ fn wire_config(cfg: &StreamConfig) -> Result<ReplicationConfig, SessionError> {
         cfg.slot.clone(),
         cfg.publication.clone(),
     );
-    rc.port = pg.get_ports().first().copied().unwrap_or(5432);
+    rc.port = port;
     rc.binary = true;
     rc.application_name = Some(cfg.application_name.clone());
     rc.options = Some(format!(
@@ -165,7 +216,14 @@ async fn session_inner(
     let state = consumer.state();
     let pool = store.pool();
     let sql = pool.get().await.map_err(transient)?;
-    slot::preflight(&sql, &cfg.slot).await?;
+    // A failed query (the connection dropped: PostgreSQL restarting or failing over) is
+    // worth retrying; only what the answer says about the settings is definite.
+    slot::preflight(&sql, &cfg.slot)
+        .await
+        .map_err(|e| match e {
+            PreflightError::Db(why) => SessionError::Transient(why),
+            definite => SessionError::Definite(definite),
+        })?;
     slot::ensure_publication(&sql, &cfg.publication)
         .await
         .map_err(transient)?;
@@ -214,7 +272,9 @@ async fn session_inner(
         }
     }
 
-    let mut repl = ReplicationClient::connect_gated(wire_config(cfg)?)
+    let server = slot::server_address(&sql).await.map_err(transient)?;
+    let target = replication_target(&cfg.db.pg, server);
+    let mut repl = ReplicationClient::connect_gated(wire_config(cfg, target)?)
         .await
         .map_err(transient)?;
     match info {
@@ -339,5 +399,38 @@ async fn stream_loop(
             let applied = consumer.take(out).await?;
             repl.update_applied_lsn(pgwire_replication::Lsn(consumer.ackable(applied)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replication_target;
+
+    fn pg(url: &str) -> tokio_postgres::Config {
+        url.parse().unwrap()
+    }
+
+    #[test]
+    fn the_replication_connection_goes_to_the_host_the_pool_found_to_be_the_primary() {
+        let multi = pg("host=10.0.0.1,10.0.0.2 port=5432 user=ark target_session_attrs=read-write");
+        assert_eq!(
+            replication_target(&multi, Some((Some("10.0.0.2/32".into()), 5432))),
+            ("10.0.0.2".to_string(), 5432)
+        );
+        let ports = pg("host=127.0.0.1,127.0.0.1 port=5001,5002 user=ark");
+        assert_eq!(
+            replication_target(&ports, Some((Some("127.0.0.1/32".into()), 5002))),
+            ("127.0.0.1".to_string(), 5002)
+        );
+        // Unknown (a Unix socket, or names that do not match): the first host.
+        assert_eq!(
+            replication_target(&multi, None),
+            ("10.0.0.1".to_string(), 5432)
+        );
+        let single = pg("host=db.example port=6432 user=ark");
+        assert_eq!(
+            replication_target(&single, Some((Some("10.9.9.9/32".into()), 5432))),
+            ("db.example".to_string(), 6432)
+        );
     }
 }

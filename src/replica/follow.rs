@@ -95,15 +95,8 @@ async fn follow_inner(leader: &ReplicaRecord, consumer: &Consumer) -> FollowEnd 
             // The leader no longer holds what comes after our rv: re-seed, like a watch
             // that got 410 relists, and follow from the new rv.
             tracing::warn!(from, leader = %leader.replica_id, "the leader's relay no longer covers this replica's position; re-seeding (watches get 410)");
-            metrics::counter!("ark_cdc_reseeds_total").increment(1);
             let lsn = state.applied_lsn();
-            if let Err(e) = consumer
-                .take(Output::Gap {
-                    why: "the leader's relay no longer covers this replica's position".into(),
-                    end_lsn: lsn,
-                })
-                .await
-            {
+            if let Err(e) = consumer.reseed_after_leader(lsn).await {
                 return FollowEnd::Retry(format!("re-seeding from the table: {e}"));
             }
             return FollowEnd::Retry("re-seeded; following again".into());
@@ -148,29 +141,25 @@ async fn follow_inner(leader: &ReplicaRecord, consumer: &Consumer) -> FollowEnd 
                 Err(e) => return reconnect(&e.to_string()),
             };
             replica.followed(received.at_micros, received.entry.rv());
-            let (out, reseed) = match received.entry {
-                Entry::Commit { lsn, changes, .. } => (
-                    Output::Commit {
-                        changes: changes.as_ref().clone(),
-                        end_lsn: lsn,
-                    },
-                    false,
-                ),
-                Entry::Progress { lsn, .. } => (Output::Progress { lsn }, false),
-                Entry::Reseed { lsn, .. } => (
-                    Output::Gap {
-                        why: "the leader re-seeded".into(),
-                        end_lsn: lsn,
-                    },
-                    true,
-                ),
+            // The leader has served up to here: so has this replica, for its writes' floor.
+            consumer.store().note_rv(received.entry.rv());
+            let out = match received.entry {
+                Entry::Commit { lsn, changes, .. } => Output::Commit {
+                    changes: changes.as_ref().clone(),
+                    end_lsn: lsn,
+                },
+                Entry::Progress { lsn, .. } => Output::Progress { lsn },
+                Entry::Reseed { lsn, .. } => {
+                    tracing::warn!(leader = %leader.replica_id, "the leader re-seeded; re-seeding (watches get 410)");
+                    if let Err(e) = consumer.reseed_after_leader(lsn).await {
+                        return reconnect(&e.to_string());
+                    }
+                    // Our snapshot may be ahead of the leader's: follow again from it.
+                    return FollowEnd::Retry("re-seeded after the leader did".into());
+                }
             };
             if let Err(e) = consumer.take(out).await {
                 return reconnect(&e.to_string());
-            }
-            if reseed {
-                // Our snapshot may be ahead of the leader's: follow again from it.
-                return FollowEnd::Retry("re-seeded after the leader did".into());
             }
         }
     }

@@ -210,8 +210,10 @@ impl RelayLog {
             .entries
             .iter()
             .find(|h| match &h.entry {
-                Entry::Commit { rv: at, .. } => *at > rv,
-                Entry::Progress { .. } | Entry::Reseed { .. } => h.entry.rv() >= rv,
+                // A re-seed takes a resourceVersion above every earlier one, so a reader
+                // at or past it has seeded after it.
+                Entry::Commit { rv: at, .. } | Entry::Reseed { rv: at, .. } => *at > rv,
+                Entry::Progress { .. } => h.entry.rv() >= rv,
             })
             .map(|h| h.seq - 1)
             .unwrap_or(g.next_seq - 1);
@@ -422,6 +424,19 @@ mod tests {
         ));
         let (got, _) = log.read(log.cursor_from(3).unwrap(), 10).unwrap();
         assert_eq!(rvs(&got), vec![('c', 4), ('c', 5)]);
+    }
+
+    #[test]
+    fn a_reader_that_seeded_at_or_after_a_reseed_is_not_told_again() {
+        let log = RelayLog::new(LogLimits::default());
+        let t = Instant::now();
+        log.seeded(1, 10, t);
+        log.seeded(7, 70, t);
+        let (got, _) = log.read(log.cursor_from(7).unwrap(), 10).unwrap();
+        assert!(got.is_empty(), "{got:?}");
+        log.append(commit(8, 80), t);
+        let (got, _) = log.read(log.cursor_from(7).unwrap(), 10).unwrap();
+        assert_eq!(rvs(&got), vec![('c', 8)]);
     }
 
     #[test]

@@ -67,6 +67,27 @@ impl Store {
         seed::load(&mut c, snapshot).await
     }
 
+    /// Records a resourceVersion this replica has seen: no write it makes later gets one at
+    /// or below it, even from a database that went back in time (see [`writer::Writers`]).
+    pub fn note_rv(&self, rv: u64) {
+        self.writers.note_rv(rv);
+    }
+
+    /// The highest resourceVersion this replica has seen.
+    pub fn highest_rv(&self) -> u64 {
+        self.writers.highest_rv()
+    }
+
+    /// Raises the resourceVersion counter to at least `floor`; true when it was behind.
+    pub async fn raise_counter(&self, floor: u64) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(writer::RAISE_COUNTER, &[&(floor as i64)])
+            .await
+            .map_err(StoreError::from_pg)?;
+        Ok(n > 0)
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let c = self.client().await?;

@@ -12,6 +12,7 @@
 //! conflict therefore never aborts the transaction its neighbours share. A real SQL error
 //! does abort it; then every job of the batch is retried alone, so only the guilty one fails.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
@@ -80,6 +81,11 @@ const IS_LIVE: &str = "SELECT 1 FROM resources WHERE uid = $1 AND deleted_at IS 
 /// store (the server's main runtime, not an HTTP worker's) and ends when the handle is dropped.
 pub struct Writers {
     sender: mpsc::Sender<Job>,
+    /// The highest resourceVersion this replica has seen (applied, or relayed by the
+    /// leader). Every batch first raises the counter to it: after PostgreSQL fails over to
+    /// a standby that lost the last commits, its counter is behind resourceVersions
+    /// clients already hold, and a new write must never reuse one of them.
+    floor: Arc<AtomicU64>,
 }
 
 impl Writers {
@@ -87,8 +93,18 @@ impl Writers {
         // Bounded, so that a stalled database pushes back on callers instead of queueing
         // without limit; the bound is generous since each job is small.
         let (sender, rx) = mpsc::channel(4096);
-        tokio::spawn(run(pool, rx, max_batch.max(1)));
-        Arc::new(Writers { sender })
+        let floor = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(pool, rx, max_batch.max(1), floor.clone()));
+        Arc::new(Writers { sender, floor })
+    }
+
+    /// Records a resourceVersion this replica has seen.
+    pub fn note_rv(&self, rv: u64) {
+        self.floor.fetch_max(rv, Ordering::Relaxed);
+    }
+
+    pub fn highest_rv(&self) -> u64 {
+        self.floor.load(Ordering::Relaxed)
     }
 
     /// Queues a write and waits for its outcome.
@@ -103,12 +119,16 @@ impl Writers {
     }
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+/// Raises the resourceVersion counter to at least $1 (see [`Writers`]).
+pub(crate) const RAISE_COUNTER: &str =
+    "UPDATE resource_version_counter SET value = $1 WHERE value < $1";
+
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, max_batch: usize, floor: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::take(&mut batch);
         metrics::histogram!("ark_store_write_batch_size").record(jobs.len() as f64);
-        write_batch(&pool, jobs).await;
+        write_batch(&pool, jobs, floor.load(Ordering::Relaxed)).await;
     }
 }
 
@@ -120,7 +140,7 @@ enum StmtResult {
     Failed(tokio_postgres::Error),
 }
 
-async fn write_batch(pool: &Pool, jobs: Vec<Job>) {
+async fn write_batch(pool: &Pool, jobs: Vec<Job>, floor: u64) {
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -132,7 +152,7 @@ async fn write_batch(pool: &Pool, jobs: Vec<Job>) {
         }
     };
     let ops: Vec<&WriteOp> = jobs.iter().map(|j| &j.op).collect();
-    match run_transaction(&client, &ops).await {
+    match run_transaction(&client, &ops, floor).await {
         Ok(results) => {
             if results.iter().any(|r| matches!(r, StmtResult::Failed(_))) {
                 // The shared transaction rolled back; run each job alone to find the bad one.
@@ -140,7 +160,7 @@ async fn write_batch(pool: &Pool, jobs: Vec<Job>) {
                     reply_all(&client, jobs, results).await;
                 } else {
                     for job in jobs {
-                        let res = run_transaction(&client, &[&job.op]).await;
+                        let res = run_transaction(&client, &[&job.op], floor).await;
                         match res {
                             Ok(r) => reply_all(&client, vec![job], r).await,
                             Err(e) => {
@@ -163,7 +183,11 @@ async fn write_batch(pool: &Pool, jobs: Vec<Job>) {
 
 /// Runs BEGIN, the statements and COMMIT in one pipelined round trip.
 /// `Ok` means the statements' own results are final: committed if none failed, rolled back otherwise.
-async fn run_transaction(client: &Object, ops: &[&WriteOp]) -> Result<Vec<StmtResult>, StoreError> {
+async fn run_transaction(
+    client: &Object,
+    ops: &[&WriteOp],
+    floor: u64,
+) -> Result<Vec<StmtResult>, StoreError> {
     let prep = |sql: &'static str| async move {
         client
             .prepare_cached(sql)
@@ -177,7 +201,12 @@ async fn run_transaction(client: &Object, ops: &[&WriteOp]) -> Result<Vec<StmtRe
     let delete = prep(DELETE).await?;
 
     let params: Vec<Vec<&(dyn ToSql + Sync)>> = ops.iter().map(|op| bind(op)).collect();
+    let raise = prep(RAISE_COUNTER).await?;
+    let floor = floor as i64;
+    let raise_params: [&(dyn ToSql + Sync); 1] = [&floor];
     let begin_f = client.query(&begin, &[]);
+    // Matches no row (and so locks none) unless the counter is behind the floor.
+    let raise_f = client.query(&raise, &raise_params);
     let stmt_fs: Vec<_> = ops
         .iter()
         .zip(params.iter())
@@ -192,8 +221,10 @@ async fn run_transaction(client: &Object, ops: &[&WriteOp]) -> Result<Vec<StmtRe
         .collect();
     let commit_f = client.query(&commit, &[]);
     // join_all polls in order, so the requests go out in order in one pipeline.
-    let (begin_r, stmt_rs, commit_r) = tokio::join!(begin_f, join_all(stmt_fs), commit_f);
+    let (begin_r, raise_r, stmt_rs, commit_r) =
+        tokio::join!(begin_f, raise_f, join_all(stmt_fs), commit_f);
     begin_r.map_err(StoreError::from_pg)?;
+    raise_r.map_err(StoreError::from_pg)?;
     let results: Vec<StmtResult> = stmt_rs
         .into_iter()
         .map(|r| match r {
