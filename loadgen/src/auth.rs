@@ -192,7 +192,7 @@ pub async fn run(env: &Env, main_api: &Api, r: &mut Report, plan: &AuthPlan) -> 
         );
         return Ok(());
     };
-    drop_slot(&env.db_url).await?;
+    drop_slot(&env.db_url, SLOT).await?;
     let names: Vec<String> = (0..plan.objects).map(|i| format!("qa-{i:06}")).collect();
     let bodies = Arc::new(
         names
@@ -210,7 +210,7 @@ pub async fn run(env: &Env, main_api: &Api, r: &mut Report, plan: &AuthPlan) -> 
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {dir:?}: {e}"))?;
     let res = measure(&bin, env, r, plan, &names, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
-    drop_slot(&env.db_url).await?;
+    drop_slot(&env.db_url, SLOT).await?;
     res
 }
 
@@ -459,32 +459,32 @@ async fn review_round_trip(
 
 /// Drops this scenario's slot once no server holds it (a stopped server's walsender may
 /// take a moment to exit): it would otherwise keep WAL on a database that outlives the run.
-async fn drop_slot(db_url: &str) -> Result<(), String> {
+pub async fn drop_slot(db_url: &str, slot: &str) -> Result<(), String> {
     let (c, conn) = tokio_postgres::connect(db_url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("connecting to drop the slot {SLOT}: {e}"))?;
+        .map_err(|e| format!("connecting to drop the slot {slot}: {e}"))?;
     tokio::spawn(conn);
     for _ in 0..100 {
         let rows = c
             .query(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&SLOT],
+                &[&slot],
             )
             .await
             .map_err(|e| format!("reading pg_replication_slots: {e}"))?;
         match rows.first().map(|r| r.get::<_, bool>(0)) {
             None => return Ok(()),
             Some(false) => {
-                c.execute("SELECT pg_drop_replication_slot($1)", &[&SLOT])
+                c.execute("SELECT pg_drop_replication_slot($1)", &[&slot])
                     .await
-                    .map_err(|e| format!("dropping the slot {SLOT}: {e}"))?;
+                    .map_err(|e| format!("dropping the slot {slot}: {e}"))?;
                 return Ok(());
             }
             Some(true) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
     Err(format!(
-        "the slot {SLOT} stayed active for 10 s after its server stopped"
+        "the slot {slot} stayed active for 10 s after its server stopped"
     ))
 }
 

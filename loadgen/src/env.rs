@@ -172,6 +172,13 @@ impl ServerProcess {
         })
     }
 
+    /// SIGKILL, as a node failure would: nothing is released cleanly.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        let _ = std::fs::remove_file(&self.log);
+    }
+
     pub async fn wait_ready(&self, within: Duration) -> Result<(), String> {
         wait_ready(&self.base_url, within)
             .await

@@ -11,6 +11,7 @@ mod baseline_etcd;
 mod baseline_pg;
 mod env;
 mod mixed;
+mod replicas;
 mod report;
 mod run;
 mod scenarios;
@@ -47,9 +48,12 @@ pub struct Cli {
     /// Objects per create scenario (default 10,000; 200 in smoke mode).
     #[arg(long)]
     pub objects: Option<usize>,
-    /// Skip parts: any of etcd, raw, watch10k, mixed, auth.
+    /// Skip parts: any of etcd, raw, watch10k, mixed, auth, replicas.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
+    /// Replicas in the several-replicas scenario (servers of its own, sharing a slot).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
 }
 
 fn main() -> ExitCode {

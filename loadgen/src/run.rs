@@ -13,6 +13,7 @@ use crate::baseline_etcd::{self, EtcdServer};
 use crate::baseline_pg;
 use crate::env::{Env, EnvOptions};
 use crate::mixed::{Mixed, MixedPlan};
+use crate::replicas::ReplicasPlan;
 use crate::report::{mib, Metric, Report};
 use crate::scenarios;
 use crate::stats::{fmt_dur, Summary};
@@ -49,6 +50,7 @@ struct Scale {
     mixed_rate: f64,
     mixed_time: Duration,
     auth: AuthPlan,
+    replicas: ReplicasPlan,
 }
 
 impl Scale {
@@ -75,6 +77,14 @@ impl Scale {
                     gets: 20,
                     lists: 3,
                 },
+                replicas: ReplicasPlan {
+                    replicas: 3,
+                    watch_rate: 100.0,
+                    watch_writes: 20,
+                    objects: 20,
+                    gets: 50,
+                    kills: 2,
+                },
             }
         } else {
             Scale {
@@ -97,6 +107,14 @@ impl Scale {
                     objects: 1000,
                     gets: 5000,
                     lists: 200,
+                },
+                replicas: ReplicasPlan {
+                    replicas: 3,
+                    watch_rate: 1000.0,
+                    watch_writes: 5000,
+                    objects: 1000,
+                    gets: 20_000,
+                    kills: 10,
                 },
             }
         }
@@ -438,6 +456,15 @@ async fn scenarios_all(
         let s = scenarios::delete(&api, "queries", ns, Arc::new(q_names.clone()), conc).await;
         r.add("Writes", &format!("delete Query, concurrency {conc}"), &s);
     }
+    // ---- several replicas ----
+    if !skip("replicas") && cli.replicas >= 2 {
+        let plan = ReplicasPlan {
+            replicas: cli.replicas,
+            ..sc.replicas
+        };
+        crate::replicas::run(env, r, &plan).await?;
+    }
+
     // ---- authentication and authorization ----
     if !skip("auth") {
         crate::auth::run(env, &api, r, &sc.auth).await?;
@@ -519,6 +546,7 @@ async fn watch_scenarios(
             h2_connections: None,
             rate: sc.watch_rate,
             writes: sc.watch_writes,
+            watch_base: None,
         };
         let cpu = env.cpu_mark();
         let p = watch_latency(&env.base_url, &plan, || {}).await?;
@@ -591,6 +619,7 @@ async fn watch_scenarios(
             h2_connections: Some(sc.fleet_connections),
             rate: sc.fleet_rate,
             writes: sc.fleet_writes,
+            watch_base: None,
         };
         let before = env.server_rss();
         let after = std::sync::Mutex::new(None);

@@ -22,6 +22,8 @@ pub struct WatchPlan {
     pub h2_connections: Option<usize>,
     pub rate: f64,
     pub writes: usize,
+    /// Where the watchers connect, when not where the writes go (a follower replica).
+    pub watch_base: Option<String>,
 }
 
 pub async fn watch_latency(
@@ -41,11 +43,12 @@ pub async fn watch_latency(
         .ok_or("list without metadata.resourceVersion")?
         .to_string();
 
+    let watch_base = plan.watch_base.as_deref().unwrap_or(base);
     let clients: Vec<Api> = match plan.h2_connections {
         Some(c) => (0..c.max(1))
-            .map(|_| Api::new(base, true))
+            .map(|_| Api::new(watch_base, true))
             .collect::<Result<_, _>>()?,
-        None => vec![Api::new(base, false)?],
+        None => vec![Api::new(watch_base, false)?],
     };
     let n = plan.writes;
     let opened = Arc::new(AtomicUsize::new(0));
@@ -54,7 +57,7 @@ pub async fn watch_latency(
     let mut tasks = Vec::with_capacity(plan.watchers);
     let url = format!(
         "{}?watch=true&resourceVersion={rv}&timeoutSeconds=1800&allowWatchBookmarks=true",
-        writer.collection("queries", &plan.namespace)
+        clients[0].collection("queries", &plan.namespace)
     );
     for w in 0..plan.watchers {
         let api = clients[w % clients.len()].clone();
