@@ -209,6 +209,39 @@ async fn measure(
         &spread,
     );
     row.baseline = Some(("one replica".into(), one_sum, Metric::Throughput));
+    let n = plan.objects;
+    let lists = (plan.gets / 50).max(3);
+    let one = scenarios::list(&api, "queries", NAMESPACE, lists, 4, n).await;
+    let one_sum = one.summary();
+    r.add(
+        SECTION,
+        &format!("LIST {n} Queries, concurrency 4, one replica"),
+        &one,
+    );
+    let spread = {
+        let clients = Arc::clone(&clients);
+        closed_loop(4, lists, move |i| {
+            let api = clients[i % clients.len()].clone();
+            async move {
+                let body = api.list("queries", Some(NAMESPACE), "").await?;
+                let got = scenarios::count_items(&body)?;
+                if got != n {
+                    return Err(format!("LIST returned {got} items, expected {n}"));
+                }
+                Ok(())
+            }
+        })
+        .await
+    };
+    let row = r.add(
+        SECTION,
+        &format!(
+            "LIST {n} Queries, concurrency 4, spread over {} replicas",
+            procs.len()
+        ),
+        &spread,
+    );
+    row.baseline = Some(("one replica".into(), one_sum, Metric::Throughput));
 
     // ---- failover ----
     let mut failovers = Samples::default();
