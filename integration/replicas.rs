@@ -52,6 +52,20 @@ async fn slot_consumers(db: &TestDb) -> Vec<String> {
     .collect()
 }
 
+/// Waits until `replica` alone consumes the slot.
+async fn wait_for_holder(db: &TestDb, replica: &str, within: Duration) {
+    let want = format!("ark-apiserver-cdc/{replica}");
+    eventually(&format!("{replica} holds the slot"), within, || async {
+        let consumers = slot_consumers(db).await;
+        assert!(consumers.len() <= 1, "two consumers: {consumers:?}");
+        match consumers.as_slice() {
+            [one] if *one == want => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
 async fn create(base: &str, name: &str) -> Value {
     let r = http()
         .post(format!("{base}{}", agents_path(NS)))
@@ -201,17 +215,7 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
     // goes on without an error, a gap or a duplicate.
     let killed = Instant::now();
     kill(a.pid(), "-KILL");
-    eventually(
-        "the follower holds the slot",
-        Duration::from_secs(10),
-        || async {
-            match slot_consumers(&db).await.as_slice() {
-                [one] if one == "ark-apiserver-cdc/replica-b" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_for_holder(&db, "replica-b", Duration::from_secs(10)).await;
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(5), "failover took {took:?}");
     let after = create(&b.base, "after-failover").await;
@@ -277,17 +281,7 @@ async fn sigterm_hands_the_slot_over_at_once_and_a_watch_of_the_stopped_replica_
     while let Some(ev) = w.next(Duration::from_secs(5)).await {
         assert_ne!(ev["type"], "ERROR", "{ev}");
     }
-    eventually(
-        "the follower holds the slot",
-        Duration::from_secs(10),
-        || async {
-            match slot_consumers(&db).await.as_slice() {
-                [one] if one == "ark-apiserver-cdc/replica-b" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_for_holder(&db, "replica-b", Duration::from_secs(10)).await;
     let took = stopped.elapsed();
     assert!(
         took < Duration::from_millis(1500),
@@ -339,19 +333,7 @@ async fn a_paused_leader_loses_the_slot_and_after_waking_follows_and_serves_fres
     // The walsender of the paused leader times out (--replication-timeout 3s) and the
     // follower takes the slot; never two consumers.
     let paused = Instant::now();
-    eventually(
-        "the follower holds the slot",
-        Duration::from_secs(20),
-        || async {
-            let consumers = slot_consumers(&db).await;
-            assert!(consumers.len() <= 1, "{consumers:?}");
-            match consumers.as_slice() {
-                [one] if one == "ark-apiserver-cdc/replica-b" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_for_holder(&db, "replica-b", Duration::from_secs(20)).await;
     eprintln!("a paused leader was replaced after {:?}", paused.elapsed());
     let written = create(&b.base, "while-paused").await;
     kill(a.pid(), "-CONT");
