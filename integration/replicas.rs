@@ -22,17 +22,21 @@ fn kill(pid: u32, signal: &str) {
 }
 
 async fn replica(db: &TestDb, id: &str) -> Serve {
-    let s = Serve::start(
-        &db.url,
-        &[
-            "--slot-name",
-            &db.slot_name(),
-            "--replica-id",
-            id,
-            "--replication-timeout",
-            "3s",
-        ],
-    );
+    replica_with(db, id, &[]).await
+}
+
+async fn replica_with(db: &TestDb, id: &str, extra: &[&str]) -> Serve {
+    let slot = db.slot_name();
+    let mut args = vec![
+        "--slot-name",
+        &slot,
+        "--replica-id",
+        id,
+        "--replication-timeout",
+        "3s",
+    ];
+    args.extend_from_slice(extra);
+    let s = Serve::start(&db.url, &args);
     wait_ready(&http(), &s.base, Duration::from_secs(60)).await;
     s
 }
@@ -389,4 +393,56 @@ async fn a_paused_leader_loses_the_slot_and_after_waking_follows_and_serves_fres
         slot_consumers(&db).await,
         vec!["ark-apiserver-cdc/replica-b"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_deleted_rows_are_purged_by_the_leader_only() {
+    let db = TestDb::new().await;
+    let retention = ["--deleted-retention", "1s"];
+    let a = replica_with(&db, "replica-a", &retention).await;
+    let b = replica_with(&db, "replica-b", &retention).await;
+    create(&a.base, "doomed").await;
+    let sql = db.client().await;
+    let rows = |name: &'static str| {
+        let sql = &sql;
+        async move {
+            sql.query_one(
+                "SELECT count(*) FROM resources WHERE kind = 'Agent' AND name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    // The leader hangs: it holds the slot for --replication-timeout (3 s), and the follower
+    // does not take over the leader's once-only work meanwhile.
+    kill(a.pid(), "-STOP");
+    let stopped = Instant::now();
+    sql.execute(
+        "DELETE FROM resources WHERE kind = 'Agent' AND name = 'doomed'",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Past the retention and more than one purge round of the follower, before the slot
+    // can change hands.
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(stopped.elapsed())).await;
+    assert_eq!(
+        slot_consumers(&db).await,
+        vec!["ark-apiserver-cdc/replica-a"],
+        "the slot changed hands too early for this test"
+    );
+    assert_eq!(rows("doomed").await, 1, "a follower purged");
+    // Once the follower leads, it purges.
+    wait_for_holder(&db, "replica-b", Duration::from_secs(20)).await;
+    eventually("the new leader purges", Duration::from_secs(20), || async {
+        match rows("doomed").await {
+            0 => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    kill(a.pid(), "-CONT");
+    drop(b);
 }
