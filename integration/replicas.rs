@@ -446,3 +446,52 @@ async fn soft_deleted_rows_are_purged_by_the_leader_only() {
     kill(a.pid(), "-CONT");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_the_leaders_relay_no_longer_covers_reseeds_from_the_table() {
+    let db = TestDb::new().await;
+    // A relay log of a few entries, so that a stalled follower falls behind it.
+    const WRITES: usize = 400;
+    let small = ["--watch-history-events", "5"];
+    let a = replica_with(&db, "replica-a", &small).await;
+    let b = replica_with(&db, "replica-b", &small).await;
+    // The follower stalls; the leader writes more than the socket buffers hold, so its
+    // relay to the follower blocks while the log moves on past it.
+    kill(b.pid(), "-STOP");
+    let big = "x".repeat(64 * 1024);
+    for i in 0..WRITES {
+        let obj = serde_json::json!({"apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+            "metadata": {"name": format!("big-{i}")}, "spec": {"prompt": big}});
+        let r = http()
+            .post(format!("{}{}", a.base, agents_path(NS)))
+            .json(&obj)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    kill(b.pid(), "-CONT");
+    // The follower is told its position is gone (410 from the relay), re-seeds from the
+    // table (its watches get 410, as a leader's do after a gap) and serves the table.
+    eventually(
+        "the follower serves the table",
+        Duration::from_secs(30),
+        || async {
+            let r = http()
+                .get(format!("{}{}", b.base, agents_path(NS)))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let l: Value = r.json().await.map_err(|e| e.to_string())?;
+            match l["items"].as_array().map(|i| i.len()) {
+                Some(WRITES) => Ok(()),
+                other => Err(format!("{other:?}: {}", l["message"])),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        slot_consumers(&db).await,
+        vec!["ark-apiserver-cdc/replica-a"]
+    );
+}
