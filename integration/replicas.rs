@@ -202,6 +202,21 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
     assert_eq!(first["object"], on_leader);
     let second = expect_event(&mut w, "ADDED", "via-follower").await;
     assert_eq!(second["object"], on_follower);
+    // The follower reports how far behind the leader it is, and the leader its followers.
+    eventually(
+        "lag and follower gauges",
+        Duration::from_secs(10),
+        || async {
+            let lag = metric(&b.base, "ark_replication_follower_lag_events").await;
+            let secs = metric(&b.base, "ark_replication_follower_lag_seconds").await;
+            let followers = metric(&a.base, "ark_replication_followers").await;
+            match (lag, secs, followers) {
+                (Some(_), Some(s), Some(f)) if s < 5.0 && f == 1.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     // A consistent read on the follower sees a write acknowledged by the leader.
     let made = create(&a.base, "read-after").await;
     let got: Value = http()
@@ -227,6 +242,8 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
     assert_eq!(ev["object"], after);
     assert_eq!(metric(&b.base, "ark_replication_leader").await, Some(1.0));
     assert!(metric(&b.base, "ark_replication_failovers_total").await >= Some(1.0));
+    // Its stream from the dead leader ended: counted.
+    assert!(metric(&b.base, "ark_replication_stream_reconnects_total").await >= Some(1.0));
     drop(a);
 }
 
