@@ -83,6 +83,11 @@ async fn create(base: &str, name: &str) -> Value {
     body
 }
 
+/// A GET's JSON body, whatever its status.
+async fn get_json(url: String) -> Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn metric(base: &str, name: &str) -> Option<f64> {
     let text = http()
         .get(format!("{base}/metrics"))
@@ -183,14 +188,7 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
     }
 
     // A list on the follower, then a watch from it: writes through either replica arrive.
-    let list: Value = http()
-        .get(format!("{}{}", b.base, agents_path(NS)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(format!("{}{}", b.base, agents_path(NS))).await;
     let from = list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or_else(|| panic!("LIST on the follower: {list}\n{}", b.stderr()))
@@ -219,14 +217,7 @@ async fn a_follower_serves_fresh_reads_and_watches_and_takes_over_when_the_leade
     .await;
     // A consistent read on the follower sees a write acknowledged by the leader.
     let made = create(&a.base, "read-after").await;
-    let got: Value = http()
-        .get(format!("{}{}/read-after", b.base, agents_path(NS)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = get_json(format!("{}{}/read-after", b.base, agents_path(NS))).await;
     assert_eq!(got, made);
     expect_event(&mut w, "ADDED", "read-after").await;
 
@@ -258,14 +249,7 @@ async fn readyz_verbose(base: &str) -> String {
 }
 
 async fn list_rv(base: &str) -> String {
-    let list: Value = http()
-        .get(format!("{base}{}", agents_path(NS)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(format!("{base}{}", agents_path(NS))).await;
     list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or_else(|| panic!("LIST on {base}: {list}"))

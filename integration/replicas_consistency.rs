@@ -20,8 +20,8 @@ use crate::startup_failures::{http, Serve};
 use crate::stream_faults::wait_ready;
 use crate::watch::{agents, rv_of, GV};
 use crate::watch_consistency::{
-    check, key_of, marker_labels, parse_change, state_at, Change, Key, Observed, StartAt, MARKER,
-    NAMESPACES, SELS,
+    check, fold_and_truth, key_of, marker_labels, parse_change, Change, Key, Observed, StartAt,
+    MARKER, NAMESPACES, SELS,
 };
 
 const REPLICAS: usize = 3;
@@ -470,19 +470,7 @@ async fn with_three_replicas_and_two_leader_kills_every_watcher_sees_every_chang
         .map(|r| ((r.get(0), r.get(1)), r.get::<_, i64>(2) as u64))
         .collect();
     for o in &observed {
-        let sel = &SELS[o.sel];
-        let mut mine: BTreeMap<Key, u64> = o.list.clone().map(|(_, i)| i).unwrap_or_default();
-        for v in &o.lines {
-            if v["type"] == "DELETED" {
-                mine.remove(&key_of(&v["object"]));
-            } else {
-                mine.insert(key_of(&v["object"]), rv_of(&v["object"]));
-            }
-        }
-        let want: BTreeMap<Key, u64> = state_at(&changes, sel, stop_rvs[sel.stop_ns()])
-            .into_iter()
-            .map(|(k, (r, _))| (k, r))
-            .collect();
+        let (mine, want) = fold_and_truth(o, &changes, stop_rvs[SELS[o.sel].stop_ns()]);
         assert_eq!(mine, want, "watcher {}", o.path);
     }
     for i in 0..REPLICAS {

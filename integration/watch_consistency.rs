@@ -336,6 +336,28 @@ fn as_ev(v: &Value) -> Ev {
     )
 }
 
+/// A watcher's fold of what it saw (its LIST, then its events) and its selection of the
+/// committed state at `stop_rv`: key -> resourceVersion.
+pub(crate) fn fold_and_truth(
+    o: &Observed,
+    changes: &[Change],
+    stop_rv: u64,
+) -> (BTreeMap<Key, u64>, BTreeMap<Key, u64>) {
+    let mut mine: BTreeMap<Key, u64> = o.list.clone().map(|(_, items)| items).unwrap_or_default();
+    for v in o.lines.iter().filter(|v| v["type"] != "BOOKMARK") {
+        if v["type"] == "DELETED" {
+            mine.remove(&key_of(&v["object"]));
+        } else {
+            mine.insert(key_of(&v["object"]), rv_of(&v["object"]));
+        }
+    }
+    let want = state_at(changes, &SELS[o.sel], stop_rv)
+        .into_iter()
+        .map(|(k, (r, _))| (k, r))
+        .collect();
+    (mine, want)
+}
+
 /// Checks one watcher against the ground truth; `Err` describes the first difference.
 pub(crate) fn check(o: &Observed, changes: &[Change], stop_rv: u64) -> Result<(), String> {
     let sel = &SELS[o.sel];
@@ -721,21 +743,7 @@ async fn every_watcher_sees_every_committed_change_of_its_selection_once_in_comm
     assert_eq!(listed, table, "a LIST is not the table");
     // Each watcher's own fold equals its selection of the table (markers are the last writes).
     for o in &observed {
-        let sel = &SELS[o.sel];
-        let mut mine: BTreeMap<Key, u64> =
-            o.list.clone().map(|(_, items)| items).unwrap_or_default();
-        for v in o.lines.iter().filter(|v| v["type"] != "BOOKMARK") {
-            if v["type"] == "DELETED" {
-                mine.remove(&key_of(&v["object"]));
-            } else {
-                mine.insert(key_of(&v["object"]), rv_of(&v["object"]));
-            }
-        }
-        let stop_rv = stop_rvs[sel.stop_ns()];
-        let want: BTreeMap<Key, u64> = state_at(&changes, sel, stop_rv)
-            .into_iter()
-            .map(|(k, (r, _))| (k, r))
-            .collect();
+        let (mine, want) = fold_and_truth(o, &changes, stop_rvs[SELS[o.sel].stop_ns()]);
         assert_eq!(mine, want, "watcher {:?} {}", o.start, o.path);
     }
     s.stop().await;

@@ -65,6 +65,17 @@ async fn leader(c: &tokio_postgres::Client) -> Option<usize> {
         .ok()
 }
 
+/// `n` GETs at concurrency 16, the i-th to replica i mod N.
+async fn spread_gets(clients: &Arc<Vec<Api>>, names: &Arc<Vec<String>>, n: usize) -> Samples {
+    let (clients, names) = (Arc::clone(clients), Arc::clone(names));
+    closed_loop(16, n, move |i| {
+        let api = clients[i % clients.len()].clone();
+        let name = names[i % names.len()].clone();
+        async move { api.get("queries", NAMESPACE, &name).await.map(drop) }
+    })
+    .await
+}
+
 pub async fn run(env: &Env, r: &mut Report, plan: &ReplicasPlan) -> Result<(), String> {
     let Some(bin) = env.bin.clone() else {
         r.note(
@@ -185,24 +196,8 @@ async fn measure(
         .collect::<Result<_, _>>()?;
     let clients = Arc::new(clients);
     // Connections to the other replicas are opened before the measured run.
-    let _ = {
-        let (clients, names) = (Arc::clone(&clients), Arc::clone(&names));
-        closed_loop(16, 16 * clients.len(), move |i| {
-            let api = clients[i % clients.len()].clone();
-            let name = names[i % names.len()].clone();
-            async move { api.get("queries", NAMESPACE, &name).await.map(drop) }
-        })
-        .await
-    };
-    let spread = {
-        let (clients, names) = (Arc::clone(&clients), Arc::clone(&names));
-        closed_loop(16, plan.gets, move |i| {
-            let api = clients[i % clients.len()].clone();
-            let name = names[i % names.len()].clone();
-            async move { api.get("queries", NAMESPACE, &name).await.map(drop) }
-        })
-        .await
-    };
+    let _ = spread_gets(&clients, &names, 16 * clients.len()).await;
+    let spread = spread_gets(&clients, &names, plan.gets).await;
     let row = r.add(
         SECTION,
         &format!("get, concurrency 16, spread over {} replicas", procs.len()),

@@ -159,21 +159,26 @@ pub fn decode(line: &[u8]) -> Result<Received, FrameError> {
 #[derive(Default)]
 pub struct Lines {
     buf: BytesMut,
+    /// Bytes of `buf` already searched for a newline: a long line arriving in many chunks
+    /// is scanned once, not once per chunk.
+    scanned: usize,
 }
 
 impl Lines {
-    /// The longest line accepted: far above any object the API accepts (3 MiB bodies)
-    /// times the changes of one large transaction would make it unbounded, so the bound
-    /// is on memory, not on transaction size.
+    /// The longest line accepted. One line is one transaction, so the bound is on the
+    /// memory a single transaction may take, not on how many changes it has.
     pub const MAX_LINE: usize = 1 << 30;
 
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, FrameError> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-            let line = self.buf.split_to(i + 1).freeze();
-            out.push(line.slice(..i));
+        while let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let end = self.scanned + i;
+            let line = self.buf.split_to(end + 1).freeze();
+            out.push(line.slice(..end));
+            self.scanned = 0;
         }
+        self.scanned = self.buf.len();
         if self.buf.len() > Self::MAX_LINE {
             return Err(FrameError(format!(
                 "a line longer than {} bytes",

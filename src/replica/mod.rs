@@ -166,8 +166,12 @@ impl Replica {
             .clone()
     }
 
+    /// Asked on every relay read and housekeeping round: no clone of the role.
     pub fn is_leader(&self) -> bool {
-        matches!(self.role(), Role::Leader)
+        matches!(
+            *self.role.lock().unwrap_or_else(PoisonError::into_inner),
+            Role::Leader
+        )
     }
 
     pub fn set_role(&self, role: Role) {
