@@ -14,6 +14,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../sql/0002_resource_version_starts_at_one.sql"),
     ),
     (3, "replicas", include_str!("../../sql/0003_replicas.sql")),
+    (
+        4,
+        "resource_version_per_statement",
+        include_str!("../../sql/0004_resource_version_per_statement.sql"),
+    ),
 ];
 
 /// The schema version this binary writes and understands.
