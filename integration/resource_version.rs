@@ -523,7 +523,10 @@ async fn multi_row_sql_statements_from_several_sessions_keep_resource_versions_i
     from_api.sort();
     from_table.sort();
     assert_eq!(from_api.len(), from_table.len());
-    assert!(from_api == from_table, "the served Queries differ from the table");
+    assert!(
+        from_api == from_table,
+        "the served Queries differ from the table"
+    );
     db.execute("SELECT pg_drop_replication_slot('bulk_rv_order')", &[])
         .await
         .unwrap();
@@ -536,21 +539,37 @@ async fn a_statement_writes_the_counter_once_however_many_rows_it_touches() {
     let c = server.db.client().await;
     // Row versions of the counter made by this transaction, counted by PostgreSQL itself:
     // one per write of the counter row, which is what made big statements quadratic.
-    let counter_writes = "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'resource_version_counter'";
+    let counter_writes =
+        "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'resource_version_counter'";
     c.batch_execute("BEGIN").await.unwrap();
     let ns = "once".to_string();
-    let inserted = c.execute(BULK_INSERT, &[&1i32, &5000i32, &ns]).await.unwrap();
+    let inserted = c
+        .execute(BULK_INSERT, &[&1i32, &5000i32, &ns])
+        .await
+        .unwrap();
     assert_eq!(inserted, 5000);
     let writes: i64 = c.query_one(counter_writes, &[]).await.unwrap().get(0);
-    assert_eq!(writes, 1, "a 5,000-row INSERT wrote the counter {writes} times");
-    c.execute("UPDATE resources SET annotations = '{\"a\": \"b\"}' WHERE namespace = 'once'", &[])
-        .await
-        .unwrap();
-    c.execute("DELETE FROM resources WHERE namespace = 'once' AND name LIKE 'bulk-1%'", &[])
-        .await
-        .unwrap();
+    assert_eq!(
+        writes, 1,
+        "a 5,000-row INSERT wrote the counter {writes} times"
+    );
+    c.execute(
+        "UPDATE resources SET annotations = '{\"a\": \"b\"}' WHERE namespace = 'once'",
+        &[],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "DELETE FROM resources WHERE namespace = 'once' AND name LIKE 'bulk-1%'",
+        &[],
+    )
+    .await
+    .unwrap();
     let writes: i64 = c.query_one(counter_writes, &[]).await.unwrap().get(0);
-    assert_eq!(writes, 3, "INSERT, UPDATE and DELETE of thousands of rows: one write each");
+    assert_eq!(
+        writes, 3,
+        "INSERT, UPDATE and DELETE of thousands of rows: one write each"
+    );
     c.batch_execute("COMMIT").await.unwrap();
     let (max, counter): (i64, i64) = {
         let r = c

@@ -400,9 +400,18 @@ fn render_list(
 ) -> HttpResponse {
     let v = match out.shape {
         Shape::Plain if out.encoding == Encoding::Json => {
-            return HttpResponse::Ok()
-                .insert_header((header::CONTENT_TYPE, out.content_type()))
-                .body(registry::list_json(def, &r));
+            let size: usize = r.items.iter().map(|o| o.json().len() + 1).sum();
+            let mut resp = HttpResponse::Ok();
+            resp.insert_header((header::CONTENT_TYPE, out.content_type()));
+            if size <= registry::LIST_CHUNK {
+                return resp.body(registry::list_json(def, &r));
+            }
+            // Streamed (chunked): one LIST of a million objects would otherwise copy them
+            // all into one buffer, doubling the server's memory while it is sent.
+            let chunks = registry::list_json_chunks(def, r);
+            return resp.streaming(futures_util::stream::iter(
+                chunks.map(Ok::<_, std::convert::Infallible>),
+            ));
         }
         Shape::Plain => {
             // Moved into place: `json!` would copy every item again.

@@ -164,7 +164,20 @@ impl Consumer {
             let past = self.store.highest_rv().max(self.state.rv()) + 1;
             self.store.raise_counter(past).await.map_err(transient)?;
         }
-        let (mut objects, mut rv) = self.store.load_seed(snapshot).await.map_err(transient)?;
+        // An object the current state holds at the row's resourceVersion is that row: it
+        // is shared, not built again, so a re-seed does not hold two copies of the state.
+        let current = self.state.snapshot();
+        let keep = |uid: &str, rv: i64| {
+            current
+                .get_by_uid(uid)
+                .filter(|o| i64::try_from(o.rv()).is_ok_and(|have| have == rv))
+        };
+        let make = |v| Arc::new(Obj::new(v));
+        let (mut objects, mut rv) = self
+            .store
+            .load_seed(snapshot, keep, make)
+            .await
+            .map_err(transient)?;
         let seen = self.store.highest_rv().max(self.state.rv());
         if (rv.max(0) as u64) < seen {
             // The database is behind resourceVersions this replica has served: PostgreSQL
@@ -183,12 +196,18 @@ impl Consumer {
                 .raise_counter(seen + 1)
                 .await
                 .map_err(transient)?;
-            (objects, rv) = self.store.load_seed(None).await.map_err(transient)?;
+            // Nothing is shared: a database that went back may have given one of the
+            // resourceVersions this state holds to another version of the same object.
+            (objects, rv) = self
+                .store
+                .load_seed(None, |_, _| None, make)
+                .await
+                .map_err(transient)?;
         }
-        let objs = objects.into_iter().map(|v| Arc::new(Obj::new(v))).collect();
+        drop(current);
         let rv = rv.max(0) as u64;
         self.store.note_rv(rv);
-        self.state.reset(objs, rv);
+        self.state.reset(objects, rv);
         self.replica.log.seeded(rv, lsn, Instant::now());
         Ok(())
     }

@@ -34,12 +34,31 @@ pub struct Requirement {
     pub values: Vec<String>,
 }
 
+/// A label's value as a selector reads it: kube's labels are strings, but a row written in
+/// SQL may hold any JSON value, which counts as present and equal to no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelValue<'a> {
+    Str(&'a str),
+    NotAString,
+}
+
+impl<'a> LabelValue<'a> {
+    fn of(v: &'a Value) -> LabelValue<'a> {
+        match v.as_str() {
+            Some(s) => LabelValue::Str(s),
+            None => LabelValue::NotAString,
+        }
+    }
+}
+
 impl Requirement {
-    pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let entry = labels.and_then(|l| l.get(&self.key));
-        // Labels are strings once validated; anything else counts as present but equal to
-        // no value, so negative operators still select it.
-        let value = entry.and_then(Value::as_str);
+    /// `get` returns the object's value of a label, `None` when it has no such label.
+    pub fn matches_with<'v>(&self, get: impl Fn(&str) -> Option<LabelValue<'v>>) -> bool {
+        let entry = get(&self.key);
+        let value = match entry {
+            Some(LabelValue::Str(s)) => Some(s),
+            _ => None,
+        };
         let listed = |v: &str| self.values.iter().any(|x| x == v);
         match self.op {
             Op::Equals | Op::DoubleEquals | Op::In => value.is_some_and(listed),
@@ -47,6 +66,10 @@ impl Requirement {
             Op::Exists => entry.is_some(),
             Op::DoesNotExist => entry.is_none(),
         }
+    }
+
+    pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
+        self.matches_with(|k| labels.and_then(|l| l.get(k)).map(LabelValue::of))
     }
 }
 
@@ -102,6 +125,12 @@ impl LabelSelector {
 
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Like [`LabelSelector::matches`], reading labels through `get` (the watch cache keeps
+    /// them packed, not as a map).
+    pub fn matches_with<'v>(&self, get: impl Fn(&str) -> Option<LabelValue<'v>> + Copy) -> bool {
+        self.requirements.iter().all(|r| r.matches_with(get))
     }
 }
 

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 pub use errors::{storage_unavailable, store_error, too_large};
 pub use options::{DeleteOptions, ListOptions, WriteOptions};
 pub use patch::PatchKind;
-pub use reads::{list_json, list_meta};
+pub use reads::{list_json, list_json_chunks, list_meta, LIST_CHUNK};
 
 use crate::k8s::object::{self, meta_mut};
 use crate::k8s::resource::ResourceDef;

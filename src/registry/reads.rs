@@ -301,3 +301,90 @@ pub fn list_json(def: &ResourceDef, r: &ListResult) -> Vec<u8> {
     out.extend_from_slice(b"]}");
     out
 }
+
+/// The bytes of [`list_json`], made as they are sent, in chunks of about `LIST_CHUNK`: a
+/// LIST of every object needs memory for one chunk, not for a copy of every object's JSON.
+/// The items are the state's own objects, kept alive by the iterator until they are sent.
+pub fn list_json_chunks(
+    def: &ResourceDef,
+    r: ListResult,
+) -> impl Iterator<Item = bytes::Bytes> + Send + 'static {
+    let head =
+        json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": list_meta(&r)})
+            .to_string();
+    let mut first = Vec::with_capacity(head.len() + 10);
+    first.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    first.extend_from_slice(b",\"items\":[");
+    let mut items = r.items.into_iter().enumerate();
+    let mut pending = Some(first);
+    std::iter::from_fn(move || {
+        let mut out = pending.take()?;
+        while out.len() < LIST_CHUNK {
+            match items.next() {
+                Some((i, o)) => {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(o.json());
+                }
+                None => {
+                    out.extend_from_slice(b"]}");
+                    return Some(bytes::Bytes::from(out));
+                }
+            }
+        }
+        // Full; the close, if no item is left, goes in the next chunk.
+        pending = Some(Vec::with_capacity(LIST_CHUNK + 4096));
+        Some(bytes::Bytes::from(out))
+    })
+}
+
+/// The size of a streamed LIST's chunks.
+pub const LIST_CHUNK: usize = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(n: usize, size: usize) -> ListResult {
+        let items = (0..n)
+            .map(|i| {
+                Arc::new(Obj::new(json!({
+                    "apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Query",
+                    "metadata": {"name": format!("q{i}"), "namespace": "ns", "uid": format!("u{i}"), "resourceVersion": (i + 2).to_string()},
+                    "spec": {"input": "x".repeat(size)}
+                })))
+            })
+            .collect();
+        ListResult {
+            items,
+            resource_version: "99".into(),
+            continue_token: Some("next".into()),
+            remaining: Some(3),
+        }
+    }
+
+    #[test]
+    fn a_streamed_list_is_byte_for_byte_the_list_in_bounded_chunks() {
+        let def = crate::k8s::resource::Resources::builtin()
+            .unwrap()
+            .get("v1alpha1", "queries")
+            .cloned()
+            .unwrap();
+        // Empty, one small chunk, and many chunks (one of them ending exactly on the last item).
+        for (n, size) in [(0, 10), (3, 10), (2_000, 900), (4, LIST_CHUNK)] {
+            let r = result(n, size);
+            let whole = list_json(&def, &r);
+            let chunks: Vec<bytes::Bytes> = list_json_chunks(&def, r).collect();
+            let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(joined, whole, "{n} items of {size} bytes");
+            assert!(
+                chunks.iter().all(|c| c.len() <= 2 * LIST_CHUNK + size + 64),
+                "no chunk much larger than LIST_CHUNK plus one item"
+            );
+            let v: Value = serde_json::from_slice(&joined).unwrap();
+            assert_eq!(v["items"].as_array().unwrap().len(), n);
+            assert_eq!(v["metadata"]["continue"], "next");
+        }
+    }
+}

@@ -59,12 +59,14 @@ impl Store {
 
     /// Every live object and the resourceVersion counter, in one snapshot (see
     /// [`seed::load`]).
-    pub async fn load_seed(
+    pub async fn load_seed<T>(
         &self,
         snapshot: Option<&str>,
-    ) -> Result<(Vec<serde_json::Value>, i64), StoreError> {
+        keep: impl Fn(&str, i64) -> Option<T>,
+        make: impl FnMut(serde_json::Value) -> T,
+    ) -> Result<(Vec<T>, i64), StoreError> {
         let mut c = self.client().await?;
-        seed::load(&mut c, snapshot).await
+        seed::load(&mut c, snapshot, keep, make).await
     }
 
     /// Records a resourceVersion this replica has seen: no write it makes later gets one at

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use imbl::{HashMap, OrdMap};
+use imbl::OrdMap;
 
 use super::object::{Change, Event, EventType, Obj, Rv};
-use super::snapshot::{Key, KindState, Snapshot};
+use super::snapshot::{ByKey, ByUid, KindState, Snapshot, Uids};
 use super::HistoryLimits;
 
 /// What one [`State::apply`](super::State::apply) did.
@@ -84,26 +84,24 @@ pub(crate) fn next_snapshot(
     (changed.then_some(next), out, touched)
 }
 
+/// Points the uid index at this version of the object.
+fn index(uids: &mut Uids, obj: &Arc<Obj>) {
+    // Removed first: an insert keeps the key already there, which is the old version.
+    uids.remove(obj.uid());
+    uids.insert(ByUid(Arc::clone(obj)), ());
+}
+
 /// The events of a Put, or `None` when the stored version is already this one or newer.
-fn put(
-    ks: &mut KindState,
-    uids: &mut HashMap<String, (String, Key)>,
-    obj: Arc<Obj>,
-    now: Instant,
-) -> Option<Vec<Event>> {
+fn put(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>, now: Instant) -> Option<Vec<Event>> {
     let rv = obj.rv();
-    let key = obj.key();
-    let index = |uids: &mut HashMap<String, (String, Key)>, o: &Obj| {
-        uids.insert(o.uid().to_string(), (o.kind().to_string(), o.key()));
-    };
-    let events = match ks.objects.get(&key) {
+    let events = match ks.objects.get(obj.key()).map(|o| Arc::clone(&o.0)) {
         Some(old) if old.rv() >= rv => return None,
         Some(old) if old.uid() == obj.uid() => {
             vec![Event::new(
                 EventType::Modified,
                 rv,
                 Arc::clone(&obj),
-                Some(Arc::clone(old)),
+                Some(old),
                 now,
             )]
         }
@@ -112,15 +110,13 @@ fn put(
             // goes, then the new one comes, both at this rv. The DELETED object says
             // rv - 1 so that a client resuming from it is sent the ADDED again.
             uids.remove(old.uid());
-            index(uids, &obj);
             let gone = Arc::new(old.with_rv(rv.saturating_sub(1)));
             vec![
-                Event::new(EventType::Deleted, rv, gone, Some(Arc::clone(old)), now),
+                Event::new(EventType::Deleted, rv, gone, Some(old), now),
                 Event::new(EventType::Added, rv, Arc::clone(&obj), None, now),
             ]
         }
         None => {
-            index(uids, &obj);
             vec![Event::new(
                 EventType::Added,
                 rv,
@@ -130,26 +126,21 @@ fn put(
             )]
         }
     };
-    ks.objects.insert(key, obj);
+    index(uids, &obj);
+    ks.objects.insert(ByKey(obj));
     Some(events)
 }
 
 /// The events of a Delete: none for a key that is not live, `None` for a replay.
-fn delete(
-    ks: &mut KindState,
-    uids: &mut HashMap<String, (String, Key)>,
-    obj: Arc<Obj>,
-    now: Instant,
-) -> Option<Vec<Event>> {
+fn delete(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>, now: Instant) -> Option<Vec<Event>> {
     let rv = obj.rv();
-    let key = obj.key();
-    let Some(old) = ks.objects.get(&key).cloned() else {
+    let Some(old) = ks.objects.get(obj.key()).map(|o| Arc::clone(&o.0)) else {
         return Some(Vec::new());
     };
     if old.rv() >= rv {
         return None;
     }
-    ks.objects.remove(&key);
+    ks.objects.remove(obj.key());
     uids.remove(old.uid());
     // A delete of another incarnation than the one we hold still means the key is gone;
     // the watcher knew the one we hold, so it is the one reported gone.
@@ -170,7 +161,7 @@ fn delete(
 /// The state a reset installs: `objects` as the live set at `rv`, empty history.
 pub(crate) fn seeded(cur: &Snapshot, objects: Vec<Arc<Obj>>, rv: Rv) -> Snapshot {
     let mut kinds: OrdMap<String, KindState> = OrdMap::new();
-    let mut uids = HashMap::new();
+    let mut uids = Uids::new();
     // A seed read in one snapshot has no object above its rv; if one does, the state must
     // still cover it, or its own change would be applied (and sent) again.
     let rv = objects.iter().map(|o| o.rv()).fold(rv, Rv::max);
@@ -180,10 +171,10 @@ pub(crate) fn seeded(cur: &Snapshot, objects: Vec<Arc<Obj>>, rv: Rv) -> Snapshot
             kinds.insert(kind.clone(), KindState::new(rv));
         }
         let ks = kinds.get_mut(&kind).expect("inserted above");
-        if let Some(old) = ks.objects.insert(obj.key(), Arc::clone(&obj)) {
-            uids.remove(old.uid());
+        if let Some(old) = ks.objects.insert(ByKey(Arc::clone(&obj))) {
+            uids.remove(old.0.uid());
         }
-        uids.insert(obj.uid().to_string(), (kind, obj.key()));
+        index(&mut uids, &obj);
     }
     let mut next = cur.successor();
     next.rv = rv;

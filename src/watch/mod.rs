@@ -60,12 +60,19 @@ pub use stream::{Start, Watch, WatchEnd, WatchError, WatchEvent, WatchItem, Watc
 
 use snapshot::Retained;
 
+/// How long the newest events are kept past the count limit, and how long a watcher may
+/// be behind by more than `max_backlog` before it counts as slow.
+const KEEP_RECENT: Duration = Duration::from_secs(10);
+
 /// How much history each kind keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryLimits {
     /// Events older than this are dropped (and so are retained LIST snapshots).
     pub max_age: Duration,
     pub max_events_per_kind: usize,
+    /// Events younger than this are kept whatever their number: one transaction of
+    /// 200,000 rows reaches its watchers whole instead of being trimmed as it is applied.
+    pub keep_recent: Duration,
 }
 
 impl Default for HistoryLimits {
@@ -73,6 +80,7 @@ impl Default for HistoryLimits {
         HistoryLimits {
             max_age: crate::config::defaults::WATCH_HISTORY,
             max_events_per_kind: crate::config::defaults::WATCH_HISTORY_EVENTS,
+            keep_recent: KEEP_RECENT,
         }
     }
 }
@@ -80,8 +88,11 @@ impl Default for HistoryLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub history: HistoryLimits,
-    /// A watcher with more unread events of its kind than this ends with TooSlow.
+    /// A watcher with more unread events of its kind than this, the oldest of them older
+    /// than `slow_after`, ends with TooSlow: a big transaction puts every watcher far
+    /// behind at once, which is not being slow.
     pub max_backlog: usize,
+    pub slow_after: Duration,
     /// At most this many snapshots are kept for continue tokens (oldest dropped first).
     pub max_paged_snapshots: usize,
 }
@@ -91,6 +102,7 @@ impl Default for Config {
         Config {
             history: HistoryLimits::default(),
             max_backlog: 10_000,
+            slow_after: KEEP_RECENT,
             max_paged_snapshots: 1_000,
         }
     }

@@ -7,6 +7,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+pub use crate::k8s::selector::LabelValue;
+
 /// A resourceVersion: global, one per row change, increasing in commit order.
 pub type Rv = u64;
 
@@ -15,20 +17,34 @@ pub type Rv = u64;
 /// Built by the change stream (or the seed) and shared by the snapshot, the history and
 /// every watcher through `Arc<Obj>`; it never changes after construction.
 ///
-/// Only the JSON text is kept, with the few fields the cache indexes and filters by. A
-/// parsed `serde_json::Value` tree costs about eight times its JSON in memory (a map
-/// entry, a hash slot and a heap string per key), and the state holds every live object:
-/// with the tree, 10,000 Queries took 114 MiB for 6.9 MiB of JSON. The tree is rebuilt on
-/// demand by [`Obj::value`], for the rarer paths that need it (Table rendering, YAML).
+/// Only the JSON text is kept, with the few fields the cache indexes and filters by, packed
+/// into one string. A parsed `serde_json::Value` tree costs about eight times its JSON in
+/// memory (with the tree, 10,000 Queries took 114 MiB for 6.9 MiB of JSON), and a field per
+/// string plus a label map cost another 800 bytes per object on top of a 930-byte Query
+/// (benches/memory.rs). The tree is rebuilt on demand by [`Obj::value`], for the rarer
+/// paths that need it (Table rendering, YAML).
 pub struct Obj {
     json: Bytes,
-    labels: Option<Map<String, Value>>,
-    kind: String,
-    namespace: String,
-    name: String,
-    uid: String,
+    /// `namespace NUL name NUL uid NUL kind`, then per label `NUL key NUL tag value` (tag
+    /// `s` for a string value, `x` for any other JSON value). NUL cannot occur in any of
+    /// them: PostgreSQL's `text` and `jsonb` both refuse it.
+    packed: Box<str>,
+    /// Where namespace, name, uid and kind end in `packed`.
+    ends: [u32; 4],
     rv: Rv,
-    encodings: Encodings,
+}
+
+/// NUL: the separator of [`Obj`]'s packed fields, and of the namespace and name in a key.
+const SEP: char = '\0';
+
+/// The state's key of an object: namespace and name joined by NUL, so that keys sort as
+/// the (namespace, name) pairs do ("" for a cluster-scoped object's namespace).
+pub(crate) fn key_of(namespace: &str, name: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + name.len() + 1);
+    k.push_str(namespace);
+    k.push(SEP);
+    k.push_str(name);
+    k
 }
 
 /// Why a value cannot be stored: the fields the cache indexes by are missing or malformed.
@@ -82,7 +98,7 @@ impl Obj {
             .get("metadata")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
-        let text = |m: &Map<String, Value>, k: &str| {
+        let text = |m: &'_ Map<String, Value>, k: &str| -> String {
             m.get(k).and_then(Value::as_str).unwrap_or("").to_string()
         };
         let kind = text(top, "kind");
@@ -104,17 +120,13 @@ impl Obj {
             None
         };
         let namespace = text(meta, "namespace");
-        let labels = meta.get("labels").and_then(Value::as_object).cloned();
-        let json = Bytes::from(serde_json::to_vec(&value).expect("a Value always serializes"));
+        let labels = meta.get("labels").and_then(Value::as_object);
+        let (packed, ends) = pack(&namespace, &name, &uid, &kind, labels);
         let obj = Obj {
-            json,
-            labels,
-            kind,
-            namespace,
-            name,
-            uid,
+            json: encode(&value),
+            packed,
+            ends,
             rv: rv.unwrap_or(0),
-            encodings: Encodings::default(),
         };
         (obj, problem)
     }
@@ -133,21 +145,30 @@ impl Obj {
         &self.json
     }
 
+    fn field(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] as usize + 1
+        };
+        &self.packed[start..self.ends[i] as usize]
+    }
+
     pub fn kind(&self) -> &str {
-        &self.kind
+        self.field(3)
     }
 
     /// `metadata.namespace`, "" for a cluster-scoped object.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        self.field(0)
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.field(1)
     }
 
     pub fn uid(&self) -> &str {
-        &self.uid
+        self.field(2)
     }
 
     /// `metadata.resourceVersion`.
@@ -155,8 +176,24 @@ impl Obj {
         self.rv
     }
 
-    pub fn labels(&self) -> Option<&Map<String, Value>> {
-        self.labels.as_ref()
+    /// `metadata.labels`, in the object's order.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, LabelValue<'_>)> + '_ {
+        let tail = &self.packed[self.ends[3] as usize..];
+        let mut parts = tail.split(SEP).skip(1);
+        std::iter::from_fn(move || {
+            let key = parts.next()?;
+            let tagged = parts.next()?;
+            let value = match tagged.strip_prefix('s') {
+                Some(v) => LabelValue::Str(v),
+                None => LabelValue::NotAString,
+            };
+            Some((key, value))
+        })
+    }
+
+    /// One label's value, if the object has the label.
+    pub fn label(&self, key: &str) -> Option<LabelValue<'_>> {
+        self.labels().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// The same object with another `metadata.resourceVersion` (kube sends a deleted or
@@ -170,27 +207,71 @@ impl Obj {
         {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
-        let json = Bytes::from(serde_json::to_vec(&value).expect("a Value always serializes"));
         Obj {
-            json,
-            labels: self.labels.clone(),
-            kind: self.kind.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            uid: self.uid.clone(),
+            json: encode(&value),
+            packed: self.packed.clone(),
+            ends: self.ends,
             rv,
-            encodings: Encodings::default(),
         }
     }
 
-    pub(crate) fn key(&self) -> (String, String) {
-        (self.namespace.clone(), self.name.clone())
+    /// The state's key: [`key_of`] its namespace and name, borrowed from the packed fields.
+    pub(crate) fn key(&self) -> &str {
+        &self.packed[..self.ends[1] as usize]
     }
+}
 
-    pub(crate) fn initial_frame(&self, key: u8, make: impl FnOnce() -> Frame) -> Frame {
-        self.encodings
-            .get_or_make(slot(key, Variant::InitialAdded), make)
+/// The JSON text in a buffer of exactly its size: `to_vec` grows by doubling, and the
+/// spare capacity would otherwise be held for the object's whole life.
+fn encode(value: &Value) -> Bytes {
+    let mut buf = serde_json::to_vec(value).expect("a Value always serializes");
+    buf.shrink_to_fit();
+    Bytes::from(buf)
+}
+
+fn pack(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    kind: &str,
+    labels: Option<&Map<String, Value>>,
+) -> (Box<str>, [u32; 4]) {
+    // A stray NUL (impossible from PostgreSQL, but `Obj::new` takes any value) would shift
+    // the fields; it is dropped rather than trusted.
+    let clean = |s: &str| -> String { s.replace(SEP, "") };
+    let mut out = String::with_capacity(
+        namespace.len()
+            + name.len()
+            + uid.len()
+            + kind.len()
+            + 3
+            + labels.map_or(0, |l| {
+                l.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len) + 3)
+                    .sum()
+            }),
+    );
+    let mut ends = [0u32; 4];
+    for (i, f) in [namespace, name, uid, kind].into_iter().enumerate() {
+        if i > 0 {
+            out.push(SEP);
+        }
+        out.push_str(&clean(f));
+        ends[i] = u32::try_from(out.len()).unwrap_or(u32::MAX);
     }
+    for (k, v) in labels.into_iter().flatten() {
+        out.push(SEP);
+        out.push_str(&clean(k));
+        out.push(SEP);
+        match v.as_str() {
+            Some(v) => {
+                out.push('s');
+                out.push_str(&clean(v));
+            }
+            None => out.push('x'),
+        }
+    }
+    (out.into_boxed_str(), ends)
 }
 
 impl fmt::Debug for Obj {
@@ -198,7 +279,11 @@ impl fmt::Debug for Obj {
         write!(
             f,
             "Obj({}/{}/{} uid={} rv={})",
-            self.kind, self.namespace, self.name, self.uid, self.rv
+            self.kind(),
+            self.namespace(),
+            self.name(),
+            self.uid(),
+            self.rv
         )
     }
 }
@@ -336,7 +421,6 @@ impl fmt::Debug for Event {
 
 #[derive(Clone, Copy)]
 enum Variant {
-    InitialAdded,
     Stored(EventType),
     PrevAtRv(EventType),
 }
@@ -344,7 +428,6 @@ enum Variant {
 fn slot(key: u8, variant: Variant) -> u16 {
     let t = |ty: EventType| ty as u16;
     let v = match variant {
-        Variant::InitialAdded => 1,
         Variant::Stored(ty) => 2 + t(ty),
         Variant::PrevAtRv(ty) => 5 + t(ty),
     };

@@ -126,12 +126,16 @@ fn changes(txns: &[Vec<Op>]) -> (Vec<Vec<Change>>, Vec<Expected>) {
 
 type Listed = BTreeMap<(String, String), (String, Rv)>;
 
+fn pair(o: &Obj) -> (String, String) {
+    (o.namespace().to_string(), o.name().to_string())
+}
+
 fn listed(snap: &Arc<Snapshot>, kind: &str, labels: &LabelSelector) -> Listed {
     let (items, more, _) = snap.list(kind, None, labels, &FieldSelector::default(), None, None);
     assert!(!more);
     items
         .iter()
-        .map(|o| (o.key(), (o.uid().to_string(), o.rv())))
+        .map(|o| (pair(o), (o.uid().to_string(), o.rv())))
         .collect()
 }
 
@@ -160,7 +164,7 @@ fn check(
     if case.selector.is_none() {
         let got: Vec<Expected> = events
             .iter()
-            .map(|e| (kind.to_string(), e.ty(), e.object().key(), e.object().rv()))
+            .map(|e| (kind.to_string(), e.ty(), pair(e.object()), e.object().rv()))
             .collect();
         let want: Vec<Expected> = expected
             .iter()
@@ -174,13 +178,13 @@ fn check(
         let o = e.object();
         match e.ty() {
             EventType::Added => {
-                prop_assert!(state.insert(o.key(), (o.uid().into(), o.rv())).is_none());
+                prop_assert!(state.insert(pair(o), (o.uid().into(), o.rv())).is_none());
             }
             EventType::Modified => {
-                prop_assert!(state.insert(o.key(), (o.uid().into(), o.rv())).is_some());
+                prop_assert!(state.insert(pair(o), (o.uid().into(), o.rv())).is_some());
             }
             EventType::Deleted => {
-                prop_assert!(state.remove(&o.key()).is_some());
+                prop_assert!(state.remove(&pair(o)).is_some());
             }
         }
     }

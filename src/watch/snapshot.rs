@@ -7,19 +7,77 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use imbl::{HashMap, OrdMap, Vector};
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 
-use super::object::{Event, Obj, Rv};
+use imbl::{HashMap, OrdMap, OrdSet, Vector};
+
+use super::object::{key_of, Event, Obj, Rv};
 use super::HistoryLimits;
 use crate::k8s::selector::{FieldSelector, LabelSelector};
 
-/// (namespace, name); the namespace is "" for cluster-scoped kinds.
-pub(crate) type Key = (String, String);
+/// An object in its kind's set, ordered and found by its key (`key_of(namespace, name)`),
+/// which it holds itself: the maps add no strings of their own per object.
+#[derive(Clone)]
+pub(crate) struct ByKey(pub(crate) Arc<Obj>);
+
+impl Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        self.0.key()
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key().cmp(other.0.key())
+    }
+}
+
+/// An object in the uid index, found by its uid (hashed as the `str` it borrows as).
+#[derive(Clone)]
+pub(crate) struct ByUid(pub(crate) Arc<Obj>);
+
+impl Borrow<str> for ByUid {
+    fn borrow(&self) -> &str {
+        self.0.uid()
+    }
+}
+
+impl PartialEq for ByUid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.uid() == other.0.uid()
+    }
+}
+
+impl Eq for ByUid {}
+
+impl Hash for ByUid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.uid().hash(state)
+    }
+}
+
+/// Every live object by uid, whatever its kind.
+pub(crate) type Uids = HashMap<ByUid, ()>;
 
 /// One kind's objects and recent events.
 #[derive(Clone)]
 pub(crate) struct KindState {
-    pub(crate) objects: OrdMap<Key, Arc<Obj>>,
+    pub(crate) objects: OrdSet<ByKey>,
     /// Events in rv order; `history[i]` has sequence number `first_seq + i`.
     pub(crate) history: Vector<Arc<Event>>,
     pub(crate) first_seq: u64,
@@ -31,7 +89,7 @@ pub(crate) struct KindState {
 impl KindState {
     pub(crate) fn new(history_start: Rv) -> KindState {
         KindState {
-            objects: OrdMap::new(),
+            objects: OrdSet::new(),
             history: Vector::new(),
             first_seq: 0,
             history_start,
@@ -63,7 +121,8 @@ impl KindState {
     pub(crate) fn trim(&mut self, limits: &HistoryLimits, now: Instant) -> bool {
         let mut trimmed = false;
         while let Some(front) = self.history.front() {
-            let too_many = self.history.len() > limits.max_events_per_kind;
+            let too_many = self.history.len() > limits.max_events_per_kind
+                && now.saturating_duration_since(front.at()) > limits.keep_recent;
             let too_old = now.saturating_duration_since(front.at()) > limits.max_age;
             if !too_many && !too_old {
                 break;
@@ -78,7 +137,8 @@ impl KindState {
 
     pub(crate) fn needs_trim(&self, limits: &HistoryLimits, now: Instant) -> bool {
         self.history.front().is_some_and(|f| {
-            self.history.len() > limits.max_events_per_kind
+            (self.history.len() > limits.max_events_per_kind
+                && now.saturating_duration_since(f.at()) > limits.keep_recent)
                 || now.saturating_duration_since(f.at()) > limits.max_age
         })
     }
@@ -95,7 +155,7 @@ pub(crate) struct Filter<'a> {
 impl Filter<'_> {
     pub(crate) fn matches(&self, obj: &Obj) -> bool {
         self.namespace.is_none_or(|ns| obj.namespace() == ns)
-            && self.labels.matches(obj.labels())
+            && self.labels.matches_with(|k| obj.label(k))
             && self.fields.matches(|field| match field {
                 "metadata.name" => Some(obj.name()),
                 "metadata.namespace" => Some(obj.namespace()),
@@ -117,7 +177,7 @@ pub struct Snapshot {
     /// The rv of the last reset: the history start of a kind that has had no event since.
     pub(crate) seed_rv: Rv,
     pub(crate) kinds: OrdMap<String, KindState>,
-    pub(crate) uids: HashMap<String, (String, Key)>,
+    pub(crate) uids: Uids,
     pub(crate) retained: Weak<Retained>,
 }
 
@@ -139,13 +199,14 @@ impl Snapshot {
     }
 
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Arc<Obj>> {
-        let key = (namespace.to_string(), name.to_string());
-        self.kinds.get(kind)?.objects.get(&key).cloned()
+        let key = key_of(namespace, name);
+        let found = self.kinds.get(kind)?.objects.get(key.as_str())?;
+        Some(Arc::clone(&found.0))
     }
 
     pub fn get_by_uid(&self, uid: &str) -> Option<Arc<Obj>> {
-        let (kind, key) = self.uids.get(uid)?;
-        self.kinds.get(kind.as_str())?.objects.get(key).cloned()
+        let (found, ()) = self.uids.get_key_value(uid)?;
+        Some(Arc::clone(&found.0))
     }
 
     /// How many objects of the kind are live.
@@ -209,14 +270,14 @@ impl Snapshot {
         namespace: Option<&str>,
         after: Option<(&str, &str)>,
     ) -> impl Iterator<Item = &'a Arc<Obj>> + 'a {
-        let own = |(ns, name): (&str, &str)| (ns.to_string(), name.to_string());
+        // Keys are `namespace NUL name`: a namespace's keys are those from `ns NUL` up to,
+        // not including, `ns \x01`, and nothing else sorts between.
         let mut lower = match namespace {
-            Some(ns) => Bound::Included((ns.to_string(), String::new())),
+            Some(ns) => Bound::Included(format!("{ns}\0")),
             None => Bound::Unbounded,
         };
         let upper = match namespace {
-            // The first key past every (ns, *) key: the next namespace string.
-            Some(ns) => Bound::Excluded((format!("{ns}\0"), String::new())),
+            Some(ns) => Bound::Excluded(format!("{ns}\u{1}")),
             None => Bound::Unbounded,
         };
         let mut empty = false;
@@ -224,15 +285,18 @@ impl Snapshot {
             match namespace {
                 Some(ns) if after.0 > ns => empty = true,
                 Some(ns) if after.0 < ns => {}
-                _ => lower = Bound::Excluded(own(after)),
+                _ => lower = Bound::Excluded(key_of(after.0, after.1)),
             }
         }
         self.kinds
             .get(kind)
             .filter(|_| !empty)
             .into_iter()
-            .flat_map(move |k| k.objects.range((lower.clone(), upper.clone())))
-            .map(|(_, v)| v)
+            .flat_map(move |k| {
+                let range: (Bound<&str>, Bound<&str>) = (as_str(&lower), as_str(&upper));
+                k.objects.range::<_, str>(range)
+            })
+            .map(|o| &o.0)
     }
 
     pub(crate) fn kind_state(&self, kind: &str) -> Option<&KindState> {
@@ -256,6 +320,14 @@ impl Snapshot {
             uids: self.uids.clone(),
             retained: self.retained.clone(),
         }
+    }
+}
+
+fn as_str(b: &Bound<String>) -> Bound<&str> {
+    match b {
+        Bound::Included(s) => Bound::Included(s.as_str()),
+        Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+        Bound::Unbounded => Bound::Unbounded,
     }
 }
 

@@ -3,11 +3,12 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::object::{Event, EventType, Frame, Obj, Rv};
-use super::snapshot::{Filter, Key, Snapshot};
+use super::snapshot::{Filter, Snapshot};
 use super::{Inner, KindSignal};
 use crate::k8s::selector::{FieldSelector, LabelSelector};
 
@@ -117,8 +118,8 @@ impl WatchEvent {
     }
 
     /// The frame for this (type, object) in one format, made once and shared by every
-    /// watcher sent the same thing: cached on the event, or on the object for the
-    /// synthetic ADDED of initial states.
+    /// watcher sent the same thing (cached on the event); the synthetic ADDED of an
+    /// initial state is made for each watcher.
     pub fn encoded(&self, key: u8, make: impl FnOnce(EventType, &Obj) -> Frame) -> Frame {
         let ty = self.ty;
         let obj = &self.obj;
@@ -126,7 +127,10 @@ impl WatchEvent {
             Source::History { event, from_prev } => {
                 event.projected(key, ty, *from_prev, || make(ty, obj))
             }
-            Source::Initial => obj.initial_frame(key, || make(ty, obj)),
+            // Not cached: an initial state is every object, and a frame kept per object
+            // would double the state's memory for as long as the object lives. Encoding
+            // JSON is one copy of the stored text.
+            Source::Initial => make(ty, obj),
         }
     }
 }
@@ -139,7 +143,7 @@ impl std::fmt::Debug for WatchEvent {
 
 struct Initial {
     snap: Arc<Snapshot>,
-    after: Option<Key>,
+    after: Option<Arc<Obj>>,
     pending: VecDeque<Arc<Obj>>,
 }
 
@@ -307,7 +311,7 @@ impl Watch {
         };
         if init.pending.is_empty() {
             let filter = self.filter();
-            let after = init.after.as_ref().map(|(ns, n)| (ns.as_str(), n.as_str()));
+            let after = init.after.as_ref().map(|o| (o.namespace(), o.name()));
             init.pending = init
                 .snap
                 .scan(&self.kind, self.namespace.as_deref(), after)
@@ -318,7 +322,7 @@ impl Watch {
         }
         match init.pending.pop_front() {
             Some(obj) => {
-                init.after = Some(obj.key());
+                init.after = Some(Arc::clone(&obj));
                 self.initial = Some(init);
                 WatchItem::Event(WatchEvent {
                     ty: EventType::Added,
@@ -376,7 +380,16 @@ impl Watch {
             return Ok(false);
         };
         let backlog = ks.head().saturating_sub(self.cursor);
-        if self.cursor < ks.first_seq || backlog > self.inner.config.max_backlog as u64 {
+        let behind_for = || {
+            let idx = self.cursor.saturating_sub(ks.first_seq) as usize;
+            ks.history
+                .get(idx)
+                .map_or(Duration::ZERO, |e| e.at().elapsed())
+        };
+        if self.cursor < ks.first_seq
+            || (backlog > self.inner.config.max_backlog as u64
+                && behind_for() > self.inner.config.slow_after)
+        {
             self.inner.slow_closed.fetch_add(1, Ordering::Relaxed);
             return Err(WatchEnd::TooSlow);
         }

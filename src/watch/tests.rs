@@ -274,7 +274,10 @@ fn continue_pages_come_from_one_snapshot_while_writes_go_on() {
     );
     assert!(more);
     assert_eq!(remaining, 3);
-    let token = (first.rv(), page[1].key());
+    let token = (
+        first.rv(),
+        (page[1].namespace().to_string(), page[1].name().to_string()),
+    );
     drop(first);
 
     // Writes continue: c is deleted, f added, a modified.

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::k8s::selector::LabelValue;
+
 use bytes::Bytes;
 use serde_json::json;
 
@@ -62,6 +64,7 @@ fn too_old_names_the_requested_and_the_oldest_rv() {
     let config = Config {
         history: HistoryLimits {
             max_events_per_kind: 3,
+            keep_recent: Duration::ZERO,
             ..HistoryLimits::default()
         },
         ..Config::default()
@@ -159,7 +162,7 @@ fn selector_transitions_are_sent_as_added_and_deleted() {
     let WatchItem::Event(gone) = &items[2] else {
         panic!()
     };
-    assert_eq!(gone.object().labels().unwrap()["env"], "prod");
+    assert_eq!(gone.object().label("env"), Some(LabelValue::Str("prod")));
     assert_eq!(gone.object().value()["metadata"]["resourceVersion"], "4");
     assert_eq!(w.bookmark_rv(), Some(6));
 }
@@ -263,6 +266,7 @@ fn bookmarks_never_run_ahead_of_what_was_sent() {
 fn a_watcher_that_never_reads_ends_too_slow_and_stalls_no_one() {
     let config = Config {
         max_backlog: 8,
+        slow_after: Duration::ZERO,
         ..Config::default()
     };
     let cache = seeded(config);
@@ -288,6 +292,7 @@ fn a_watcher_whose_position_was_trimmed_ends_too_slow() {
     let config = Config {
         history: HistoryLimits {
             max_events_per_kind: 4,
+            keep_recent: Duration::ZERO,
             ..HistoryLimits::default()
         },
         ..Config::default()
@@ -360,7 +365,7 @@ fn reset_ends_every_watch_and_forgets_history() {
 }
 
 #[test]
-fn encodings_are_made_once_and_shared_by_watchers() {
+fn event_frames_are_made_once_and_shared_while_initial_state_frames_are_made_per_watcher() {
     let cache = seeded(Config::default());
     cache.apply(vec![put(obj("Agent", "ns", "a", "u", 1))]);
     let mut w1 = open(&cache, request("Agent", Start::InitialState)).unwrap();
@@ -382,11 +387,58 @@ fn encodings_are_made_once_and_shared_by_watchers() {
     assert_eq!(f1, f2);
     assert_eq!(
         made.load(Ordering::Relaxed),
-        2,
-        "one ADDED frame, one MODIFIED frame"
+        3,
+        "an initial ADDED for each watcher (none is kept on the object), one MODIFIED for both"
     );
     assert!(f1[1]
         .as_ref()
         .unwrap()
         .starts_with(b"{\"type\":\"MODIFIED\""));
+}
+
+#[test]
+fn one_transaction_larger_than_the_history_and_the_backlog_limits_reaches_a_watcher_whole() {
+    let config = Config {
+        history: HistoryLimits {
+            max_events_per_kind: 100,
+            ..HistoryLimits::default()
+        },
+        max_backlog: 50,
+        ..Config::default()
+    };
+    let cache = seeded(config);
+    let mut w = open(&cache, request("Agent", Start::Now)).unwrap();
+    let txn: Vec<Change> = (0..1_000u64)
+        .map(|i| {
+            put(obj(
+                "Agent",
+                "ns",
+                &format!("a{i:04}"),
+                &format!("u{i}"),
+                i + 1,
+            ))
+        })
+        .collect();
+    cache.apply(txn);
+    let items = drain(&mut w);
+    let events: Vec<Rv> = items
+        .iter()
+        .filter_map(|i| match i {
+            WatchItem::Event(e) => Some(e.object().rv()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        (1..=1_000).collect::<Vec<_>>(),
+        "every event, in order, and no end"
+    );
+    assert!(
+        !items.iter().any(|i| matches!(i, WatchItem::Error(_))),
+        "{:?}",
+        items.last()
+    );
+    // A watch started from before the transaction is served from the history too.
+    let mut late = open(&cache, request("Agent", Start::From(0))).unwrap();
+    assert_eq!(drain(&mut late).len(), 1_000);
 }
