@@ -644,7 +644,12 @@ async fn watch_from_a_resource_version_sends_exactly_the_later_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_a_resource_version_older_than_the_history_gets_410_expired_event() {
-    let s = TestServer::start_with(|o| o.watch.history.max_events_per_kind = 3).await;
+    let s = TestServer::start_with(|o| {
+        o.watch.history.max_events_per_kind = 3;
+        // Trimmed at once, not after the newest events' grace period.
+        o.watch.history.keep_recent = std::time::Duration::ZERO;
+    })
+    .await;
     let api = Api::new(&s);
     let mut rvs = Vec::new();
     for i in 0..6 {

@@ -297,7 +297,12 @@ async fn kube_rs_reflectors_converge_to_the_database_after_mixed_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_rs_watcher_relists_after_410_and_converges() {
-    let s = TestServer::start_with(|o| o.watch.history.max_events_per_kind = 3).await;
+    let s = TestServer::start_with(|o| {
+        o.watch.history.max_events_per_kind = 3;
+        // Trimmed at once, not after the newest events' grace period.
+        o.watch.history.keep_recent = std::time::Duration::ZERO;
+    })
+    .await;
     let c = client(&s);
     let ar = agent_resource();
     let api: KubeApi<DynamicObject> = KubeApi::namespaced_with(c, "gone", &ar);

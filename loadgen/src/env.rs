@@ -172,6 +172,10 @@ impl ServerProcess {
         })
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL, as a node failure would: nothing is released cleanly.
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();
@@ -206,8 +210,17 @@ impl ServerProcess {
 
 /// VmRSS of a process, in bytes.
 pub fn rss_of(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+/// VmHWM of a process, its peak RSS so far, in bytes.
+pub fn hwm_of(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

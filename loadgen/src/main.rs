@@ -14,6 +14,7 @@ mod mixed;
 mod replicas;
 mod report;
 mod run;
+mod scale;
 mod scenarios;
 mod stamps;
 mod stats;
@@ -48,7 +49,11 @@ pub struct Cli {
     /// Objects per create scenario (default 10,000; 200 in smoke mode).
     #[arg(long)]
     pub objects: Option<usize>,
-    /// Skip parts: any of etcd, raw, watch10k, mixed, auth, replicas.
+    /// Objects in the scale scenario, written in SQL into a database of its own and served
+    /// by a server of its own (default 200,000; 2,000 in smoke mode; 0 skips it).
+    #[arg(long)]
+    pub scale: Option<usize>,
+    /// Skip parts: any of etcd, raw, watch10k, mixed, auth, replicas, scale.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
     /// Replicas in the several-replicas scenario (servers of its own, sharing a slot).

@@ -469,6 +469,16 @@ async fn scenarios_all(
     if !skip("auth") {
         crate::auth::run(env, &api, r, &sc.auth).await?;
     }
+
+    // ---- scale: a database and a server of its own ----
+    let objects = cli.scale.unwrap_or(if cli.smoke { 2_000 } else { 200_000 });
+    if !skip("scale") && objects > 0 {
+        let plan = crate::scale::ScalePlan {
+            objects,
+            samples: if cli.smoke { 50 } else { 2_000 },
+        };
+        crate::scale::run(env, r, &plan).await?;
+    }
     if let Some(e) = &etcd {
         if let Some(rss) = e.rss_bytes() {
             r.note("etcd RSS at the end of the run", mib(rss));

@@ -224,7 +224,8 @@ pub struct ServerArgs {
     /// How far back watches can resume (resourceVersions older than this get 410).
     #[arg(long, env = "ARK_WATCH_HISTORY", default_value_t = DurationArg(defaults::WATCH_HISTORY))]
     pub watch_history: DurationArg,
-    /// Most events of one kind kept for resuming watches.
+    /// Most events of one kind kept for resuming watches (events of the last 10 s are kept
+    /// past it, so that one large transaction reaches every watcher whole).
     #[arg(long, env = "ARK_WATCH_HISTORY_EVENTS", default_value_t = defaults::WATCH_HISTORY_EVENTS)]
     pub watch_history_events: usize,
     /// Log filter, as RUST_LOG (e.g. info, ark_apiserver=debug).
