@@ -121,6 +121,8 @@ pub fn expired_continue(t: &options::ContinueToken) -> ApiError {
             resource_version: 0,
             namespace: t.namespace.clone(),
             name: t.name.clone(),
+            // The next page comes from another snapshot: the rest is counted there.
+            offset: None,
         }
         .encode(),
     );

@@ -349,11 +349,17 @@ pub struct ContinueToken {
     pub resource_version: i64,
     pub namespace: String,
     pub name: String,
+    /// How many objects in the list's scope come before the next page, when known: a
+    /// page's `remainingItemCount` is then a subtraction instead of a count of the rest.
+    pub offset: Option<u64>,
 }
 
 impl ContinueToken {
     pub fn encode(&self) -> String {
-        let v = json!({"v": "ark.mckinsey.com/continue-v1", "rv": self.resource_version, "ns": self.namespace, "name": self.name});
+        let mut v = json!({"v": "ark.mckinsey.com/continue-v1", "rv": self.resource_version, "ns": self.namespace, "name": self.name});
+        if let Some(n) = self.offset {
+            v["n"] = json!(n);
+        }
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     }
 
@@ -386,6 +392,8 @@ impl ContinueToken {
             resource_version: rv,
             namespace: ns.into(),
             name: name.into(),
+            // Absent from tokens of earlier versions: the rest is then counted.
+            offset: v.get("n").and_then(Value::as_u64),
         })
     }
 }
@@ -400,8 +408,11 @@ mod tests {
             resource_version: 42,
             namespace: "ns".into(),
             name: "a".into(),
+            offset: Some(500),
         };
         assert_eq!(ContinueToken::decode(&t.encode()).unwrap(), t);
+        let older = ContinueToken { offset: None, ..t };
+        assert_eq!(ContinueToken::decode(&older.encode()).unwrap(), older);
         let e = ContinueToken::decode("!!!").unwrap_err();
         assert_eq!(e.code, 400);
         assert!(e

@@ -244,8 +244,19 @@ impl Registry {
         let after = token
             .as_ref()
             .map(|t| (t.namespace.as_str(), t.name.as_str()));
-        let (items, more, remaining) =
-            snap.list(&def.kind, ns, &opts.labels, &opts.fields, after, opts.limit);
+        let offset = match &token {
+            Some(t) => t.offset,
+            None => Some(0),
+        };
+        let (items, more, remaining) = snap.list_from(
+            &def.kind,
+            ns,
+            &opts.labels,
+            &opts.fields,
+            after,
+            offset,
+            opts.limit,
+        );
         let rv = snap.rv();
         let continue_token = if more {
             items.last().map(|o| {
@@ -253,6 +264,7 @@ impl Registry {
                     resource_version: rv as i64,
                     namespace: o.namespace().to_string(),
                     name: o.name().to_string(),
+                    offset: offset.map(|n| n + items.len() as u64),
                 }
                 .encode()
             })

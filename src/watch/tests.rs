@@ -463,3 +463,42 @@ fn the_state_and_its_watches_can_move_between_threads() {
     sent::<Watch>();
     sent::<WatchItem>();
 }
+
+#[test]
+fn remaining_item_count_from_the_offset_a_token_carries_equals_the_count_of_the_rest() {
+    let cache = seeded(Config::default());
+    let txn: Vec<Change> = (0..50u64)
+        .map(|i| {
+            put(obj(
+                "Agent",
+                &format!("ns{}", i % 3),
+                &format!("a{i:02}"),
+                &format!("u{i}"),
+                i + 1,
+            ))
+        })
+        .collect();
+    cache.apply(txn);
+    let snap = cache.snapshot();
+    let (all, none) = (LabelSelector::default(), FieldSelector::default());
+    let mut after: Option<(String, String)> = None;
+    let mut before = 0u64;
+    loop {
+        let a = after.as_ref().map(|(n, m)| (n.as_str(), m.as_str()));
+        let counted = snap.list_from("Agent", None, &all, &none, a, None, Some(7));
+        let known = snap.list_from("Agent", None, &all, &none, a, Some(before), Some(7));
+        assert_eq!(
+            (counted.1, counted.2),
+            (known.1, known.2),
+            "after {before} objects"
+        );
+        assert_eq!(counted.2, 50 - before as usize - counted.0.len());
+        let Some(last) = known.0.last() else { break };
+        before += known.0.len() as u64;
+        after = Some((last.namespace().to_string(), last.name().to_string()));
+        if !known.1 {
+            break;
+        }
+    }
+    assert_eq!(before, 50);
+}
