@@ -512,3 +512,21 @@ async fn count_events(api: Api, rv: String, want: usize) -> Result<usize, String
     }
     Ok(got)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_database_is_the_same_server_and_parameters_with_another_name() {
+        assert_eq!(
+            scale_url("postgres://ark@127.0.0.1:5433/ark?sslmode=disable").unwrap(),
+            "postgres://ark@127.0.0.1:5433/ark_loadgen_scale?sslmode=disable"
+        );
+        assert_eq!(
+            scale_url("postgresql://u:p@db/prod").unwrap(),
+            "postgresql://u:p@db/ark_loadgen_scale"
+        );
+        assert!(scale_url("host=db dbname=ark").is_err());
+    }
+}
