@@ -41,3 +41,4 @@ mod watch_clients;
 mod watch_consistency;
 mod watch_formats;
 mod watch_more;
+mod write_path;

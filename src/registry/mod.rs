@@ -103,8 +103,33 @@ impl Registry {
         &self.store
     }
 
-    /// The object as stored, for read-modify-write: read from the table, which is
-    /// authoritative; the conditional write catches anything newer.
+    /// The object to modify. Unless `fresh`, the in-memory state's copy when it has one,
+    /// as kube's GuaranteedUpdate starts from the watch cache: the write is conditional on
+    /// its resourceVersion, so a stale copy costs a retry, never a lost write. Returns the
+    /// object and whether it came from the table (authoritative).
+    async fn current_for_write(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        fresh: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        if !fresh {
+            if let Some(o) = self.state.get(&def.kind, ns, name) {
+                let v = o.value();
+                if v.is_object() {
+                    metrics::counter!("ark_registry_write_reads_total", "source" => "memory")
+                        .increment(1);
+                    return Ok((v, false));
+                }
+            }
+        }
+        metrics::counter!("ark_registry_write_reads_total", "source" => "table").increment(1);
+        Ok((self.current(def, ns, name).await?, true))
+    }
+
+    /// The object as stored, read from the table, which is authoritative; the conditional
+    /// write catches anything newer.
     async fn current(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
         match self.store.get(&def.kind, ns, name).await {
             Ok(Some(o)) => Ok(o),
@@ -185,15 +210,30 @@ impl Registry {
         if client_rv.is_empty() {
             return Err(errors::rv_required(def, name));
         }
-        let old = self.current(def, ns, name).await?;
-        if object::resource_version(&old) != client_rv {
-            return Err(ApiError::modified_conflict(def.resource_ref(), name));
-        }
-        match self.finish_update(def, old, new, sub, opts).await {
-            Ok(v) => Ok(v),
-            // The client named the version it updates: a newer one is its conflict to resolve.
-            Err(AttemptError::Stale) => Err(ApiError::modified_conflict(def.resource_ref(), name)),
-            Err(AttemptError::Api(e)) => Err(e),
+        let mut fresh = false;
+        loop {
+            let (old, current) = self.current_for_write(def, ns, name, fresh).await?;
+            // Anything but a write from the in-memory copy is decided again on the table's:
+            // the copy may be behind (kube's cacher does the same with its cache).
+            fresh = true;
+            if object::resource_version(&old) != client_rv {
+                if !current {
+                    continue;
+                }
+                return Err(ApiError::modified_conflict(def.resource_ref(), name));
+            }
+            match self
+                .finish_update(def, old, new.clone(), sub, opts, current)
+                .await
+            {
+                Ok(v) => return Ok(v),
+                Err(_) if !current => continue,
+                // The client named the version it updates: a newer one is its conflict to resolve.
+                Err(AttemptError::Stale) => {
+                    return Err(ApiError::modified_conflict(def.resource_ref(), name))
+                }
+                Err(AttemptError::Api(e)) => return Err(e),
+            }
         }
     }
 
@@ -208,10 +248,26 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let patch = patch::Patch::parse(kind, patch)?;
-        for _ in 0..PATCH_RETRIES {
-            let old = self.current(def, ns, name).await?;
-            let patched = patch.apply(&old)?;
-            let mut new = prepare::decode_body(def, patched)?;
+        let mut fresh = false;
+        let mut attempts = 0;
+        while attempts < PATCH_RETRIES {
+            let (old, current) = self.current_for_write(def, ns, name, fresh).await?;
+            // A try from the in-memory copy is free; any outcome but a write is decided
+            // again on the table's copy, within the usual retries.
+            fresh = true;
+            if current {
+                attempts += 1;
+            }
+            let patched = match patch.apply(&old) {
+                Ok(p) => p,
+                Err(_) if !current => continue,
+                Err(e) => return Err(e),
+            };
+            let mut new = match prepare::decode_body(def, patched) {
+                Ok(n) => n,
+                Err(_) if !current => continue,
+                Err(e) => return Err(e),
+            };
             prepare::check_namespace(def, ns, &mut new)?;
             let pinned = patch.pins_resource_version();
             if object::resource_version(&new).is_empty() {
@@ -220,10 +276,14 @@ impl Registry {
                     json!(object::resource_version(&old)),
                 );
             } else if object::resource_version(&new) != object::resource_version(&old) {
+                if !current {
+                    continue;
+                }
                 return Err(ApiError::modified_conflict(def.resource_ref(), name));
             }
-            match self.finish_update(def, old, new, sub, opts).await {
+            match self.finish_update(def, old, new, sub, opts, current).await {
                 Ok(v) => return Ok(v),
+                Err(_) if !current => continue,
                 // A concurrent writer got in between: re-read and re-apply, unless the client
                 // asked for a specific resourceVersion.
                 Err(AttemptError::Stale) if !pinned => continue,
@@ -243,11 +303,16 @@ impl Registry {
         mut new: Value,
         sub: Subresource,
         opts: &WriteOptions,
+        current: bool,
     ) -> Result<Value, AttemptError> {
         let name = object::name(&old).to_string();
         prepare::for_update(def, &old, &mut new, sub);
         prepare::validate_update(def, &old, &new)?;
         if prepare::same_object(def, &old, &new) {
+            if !current {
+                // "Nothing to write" is only an answer against the current object.
+                return Err(AttemptError::Stale);
+            }
             // Nothing changed: kube neither writes nor bumps resourceVersion.
             let mut old = old;
             def.schema.apply_defaults(&mut old);
@@ -255,6 +320,10 @@ impl Registry {
         }
         managed::record(def, &mut new, Some(&old), sub, opts);
         if opts.dry_run {
+            if !current {
+                // A dry run writes nothing to catch a stale copy: answer from the table's.
+                return Err(AttemptError::Stale);
+            }
             return Ok(new);
         }
         let expected_rv = parse_rv(&old)?;
