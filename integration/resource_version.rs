@@ -43,6 +43,16 @@ fn parse_change(line: &str) -> Option<Change> {
     })
 }
 
+/// A test_decoding slot of the test's own, to read back every change in commit order.
+async fn test_decoding_slot(db: &tokio_postgres::Client, slot: &str) {
+    db.execute(
+        "SELECT pg_create_logical_replication_slot($1, 'test_decoding')",
+        &[&slot],
+    )
+    .await
+    .unwrap();
+}
+
 async fn drain_changes(db: &tokio_postgres::Client, slot: &str) -> Vec<Change> {
     let rows = db
         .query(
@@ -79,12 +89,7 @@ fn model(name: &str) -> Value {
 async fn resource_versions_follow_commit_order_under_16_concurrent_writers() {
     let server = TestServer::start().await;
     let db = server.db.client().await;
-    db.execute(
-        "SELECT pg_create_logical_replication_slot('rv_order_test', 'test_decoding')",
-        &[],
-    )
-    .await
-    .unwrap();
+    test_decoding_slot(&db, "rv_order_test").await;
     let base = Arc::new(server.base_url());
     let http = server.http();
 
@@ -376,12 +381,7 @@ const BULK_INSERT: &str = "INSERT INTO resources (uid, kind, api_version, namesp
 async fn multi_row_sql_statements_from_several_sessions_keep_resource_versions_in_commit_order() {
     let server = TestServer::start().await;
     let db = server.db.client().await;
-    db.execute(
-        "SELECT pg_create_logical_replication_slot('bulk_rv_order', 'test_decoding')",
-        &[],
-    )
-    .await
-    .unwrap();
+    test_decoding_slot(&db, "bulk_rv_order").await;
     let mut tasks = Vec::new();
     // Four sessions, each in its own namespace: multi-row inserts, an UPDATE and a DELETE
     // of many rows, a transaction of several statements, and a savepoint rolled back.

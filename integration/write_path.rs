@@ -23,8 +23,8 @@ async fn starts_from(http: &reqwest::Client, base: &str, source: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_patch_of_an_object_the_state_holds_current_starts_from_the_in_memory_copy() {
+/// A server holding Agent `default/a`, a client, and the agents collection's URL.
+async fn with_agent_a() -> (TestServer, reqwest::Client, String) {
     let server = TestServer::start().await;
     let http = server.http();
     let url = format!(
@@ -37,6 +37,12 @@ async fn a_patch_of_an_object_the_state_holds_current_starts_from_the_in_memory_
         http.post(&url).json(&agent).send().await.unwrap().status(),
         201
     );
+    (server, http, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_of_an_object_the_state_holds_current_starts_from_the_in_memory_copy() {
+    let (server, http, url) = with_agent_a().await;
     let base = server.base_url();
     let mem0 = starts_from(&http, &base, "memory").await;
     const PATCHES: u32 = 20;
@@ -69,18 +75,7 @@ async fn a_patch_of_an_object_the_state_holds_current_starts_from_the_in_memory_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_right_after_a_sql_update_the_state_has_not_seen_keeps_both_changes() {
-    let server = TestServer::start().await;
-    let http = server.http();
-    let url = format!(
-        "{}/apis/ark.mckinsey.com/v1alpha1/namespaces/default/agents",
-        server.base_url()
-    );
-    let agent = json!({"apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
-        "metadata": {"name": "a"}, "spec": {"prompt": "p"}});
-    assert_eq!(
-        http.post(&url).json(&agent).send().await.unwrap().status(),
-        201
-    );
+    let (server, http, url) = with_agent_a().await;
     let db = server.db.client().await;
     for i in 0..20 {
         // Straight after the SQL write the state is usually a change behind: the patch

@@ -45,14 +45,6 @@ pub async fn load<T>(
         .await
         .map_err(StoreError::from_pg)?
         .get(0);
-    let count: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM resources WHERE deleted_at IS NULL",
-            &[],
-        )
-        .await
-        .map_err(StoreError::from_pg)?
-        .get(0);
     let rows = tx
         .query_raw(
             &format!(
@@ -64,7 +56,7 @@ pub async fn load<T>(
         .await
         .map_err(StoreError::from_pg)?;
     pin_mut!(rows);
-    let mut objects = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut objects = Vec::new();
     let bad = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
     while let Some(r) = rows.try_next().await.map_err(StoreError::from_pg)? {
         let uid: uuid::Uuid = r.try_get(Column::Uid.index()).map_err(bad)?;
