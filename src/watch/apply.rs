@@ -127,7 +127,10 @@ fn put(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>, now: Instant) -> Opti
         }
     };
     index(uids, &obj);
-    ks.objects.insert(ByKey(obj));
+    if let Some(old) = ks.objects.insert(ByKey(Arc::clone(&obj))) {
+        ks.labels.remove(&old.0);
+    }
+    ks.labels.add(&obj);
     Some(events)
 }
 
@@ -141,6 +144,7 @@ fn delete(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>, now: Instant) -> O
         return None;
     }
     ks.objects.remove(obj.key());
+    ks.labels.remove(&old);
     uids.remove(old.uid());
     // A delete of another incarnation than the one we hold still means the key is gone;
     // the watcher knew the one we hold, so it is the one reported gone.
@@ -173,7 +177,9 @@ pub(crate) fn seeded(cur: &Snapshot, objects: Vec<Arc<Obj>>, rv: Rv) -> Snapshot
         let ks = kinds.get_mut(&kind).expect("inserted above");
         if let Some(old) = ks.objects.insert(ByKey(Arc::clone(&obj))) {
             uids.remove(old.0.uid());
+            ks.labels.remove(&old.0);
         }
+        ks.labels.add(&obj);
         index(&mut uids, &obj);
     }
     let mut next = cur.successor();

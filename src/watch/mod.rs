@@ -34,12 +34,15 @@
 //!   the seed's rv): exact, and never stricter than kube's `oldest event - 1`.
 
 mod apply;
+mod labels;
 mod object;
 mod snapshot;
 mod stream;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod proptests_labels;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -196,6 +196,39 @@ impl Obj {
         self.labels().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
+    /// The labels with the offset each one's key starts at in the packed fields, which
+    /// [`Obj::label_at`] reads back (the label index keeps the offset, not the strings).
+    pub(crate) fn label_offsets(&self) -> impl Iterator<Item = (u32, &str, LabelValue<'_>)> + '_ {
+        let mut at = self.ends[3] as usize;
+        std::iter::from_fn(move || {
+            if at >= self.packed.len() {
+                return None;
+            }
+            let start = at + 1;
+            let (key, value) = self.label_at(u32::try_from(start).ok()?);
+            let value_len = match value {
+                LabelValue::Str(v) => v.len(),
+                LabelValue::NotAString => 0,
+            };
+            // key, NUL, tag, value
+            at = start + key.len() + 2 + value_len;
+            Some((start as u32, key, value))
+        })
+    }
+
+    /// The label whose key starts at byte `at` of the packed fields (an offset from
+    /// [`Obj::label_offsets`]).
+    pub(crate) fn label_at(&self, at: u32) -> (&str, LabelValue<'_>) {
+        let tail = self.packed.get(at as usize..).unwrap_or("");
+        let (key, rest) = tail.split_once(SEP).unwrap_or((tail, ""));
+        let tagged = rest.split(SEP).next().unwrap_or("");
+        let value = match tagged.strip_prefix('s') {
+            Some(v) => LabelValue::Str(v),
+            None => LabelValue::NotAString,
+        };
+        (key, value)
+    }
+
     /// The same object with another `metadata.resourceVersion` (kube sends a deleted or
     /// filtered-out object with the resourceVersion of the event that removed it).
     pub fn with_rv(&self, rv: Rv) -> Obj {

@@ -12,6 +12,7 @@ use std::hash::{Hash, Hasher};
 
 use imbl::{HashMap, OrdMap, OrdSet, Vector};
 
+use super::labels::LabelIndex;
 use super::object::{key_of, Event, Obj, Rv};
 use super::HistoryLimits;
 use crate::k8s::selector::{FieldSelector, LabelSelector};
@@ -78,6 +79,8 @@ pub(crate) type Uids = HashMap<ByUid, ()>;
 #[derive(Clone)]
 pub(crate) struct KindState {
     pub(crate) objects: OrdSet<ByKey>,
+    /// The same objects by label value, for pages selected by label.
+    pub(crate) labels: LabelIndex,
     /// Events in rv order; `history[i]` has sequence number `first_seq + i`.
     pub(crate) history: Vector<Arc<Event>>,
     pub(crate) first_seq: u64,
@@ -90,6 +93,7 @@ impl KindState {
     pub(crate) fn new(history_start: Rv) -> KindState {
         KindState {
             objects: OrdSet::new(),
+            labels: LabelIndex::default(),
             history: Vector::new(),
             first_seq: 0,
             history_start,
@@ -263,7 +267,7 @@ impl Snapshot {
         };
         let limit = limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
         let mut iter = self
-            .scan(kind, namespace, after)
+            .candidates(kind, namespace, labels, after)
             .filter(|o| filter.matches(o));
         let items: Vec<Arc<Obj>> = iter.by_ref().take(limit).cloned().collect();
         let (more, remaining) = if items.len() < limit {
@@ -295,33 +299,38 @@ impl Snapshot {
         namespace: Option<&str>,
         after: Option<(&str, &str)>,
     ) -> impl Iterator<Item = &'a Arc<Obj>> + 'a {
-        // Keys are `namespace NUL name`: a namespace's keys are those from `ns NUL` up to,
-        // not including, `ns \x01`, and nothing else sorts between.
-        let mut lower = match namespace {
-            Some(ns) => Bound::Included(format!("{ns}\0")),
-            None => Bound::Unbounded,
-        };
-        let upper = match namespace {
-            Some(ns) => Bound::Excluded(format!("{ns}\u{1}")),
-            None => Bound::Unbounded,
-        };
-        let mut empty = false;
-        if let Some(after) = after {
-            match namespace {
-                Some(ns) if after.0 > ns => empty = true,
-                Some(ns) if after.0 < ns => {}
-                _ => lower = Bound::Excluded(key_of(after.0, after.1)),
-            }
-        }
+        let bounds = key_bounds(namespace, after);
         self.kinds
             .get(kind)
-            .filter(|_| !empty)
+            .zip(bounds)
             .into_iter()
-            .flat_map(move |k| {
+            .flat_map(move |(k, (lower, upper))| {
                 let range: (Bound<&str>, Bound<&str>) = (as_str(&lower), as_str(&upper));
                 k.objects.range::<_, str>(range)
             })
             .map(|o| &o.0)
+    }
+
+    /// What a LIST reads before filtering: the objects of the label index's run when the
+    /// selector has a requirement it serves (a page of `agent=x` among a million Queries
+    /// then reads only those Queries), or else the scan. The same objects that match, in
+    /// the same order.
+    fn candidates<'a>(
+        &'a self,
+        kind: &str,
+        namespace: Option<&str>,
+        labels: &'a LabelSelector,
+        after: Option<(&str, &str)>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Obj>> + 'a> {
+        let (Some(ks), Some((lower, upper))) = (self.kinds.get(kind), key_bounds(namespace, after))
+        else {
+            return Box::new(std::iter::empty());
+        };
+        // The index's iterator has found its ends once made, so the bounds may go after.
+        match ks.labels.candidates(labels, as_str(&lower), as_str(&upper)) {
+            Some(run) => run,
+            None => Box::new(self.scan(kind, namespace, after)),
+        }
     }
 
     pub(crate) fn kind_state(&self, kind: &str) -> Option<&KindState> {
@@ -346,6 +355,32 @@ impl Snapshot {
             retained: self.retained.clone(),
         }
     }
+}
+
+/// The bounds on [`Obj::key`] of a namespace's objects after a key, or `None` when no key
+/// can be within them (a continue key past the namespace).
+fn key_bounds(
+    namespace: Option<&str>,
+    after: Option<(&str, &str)>,
+) -> Option<(Bound<String>, Bound<String>)> {
+    // Keys are `namespace NUL name`: a namespace's keys are those from `ns NUL` up to,
+    // not including, `ns \x01`, and nothing else sorts between.
+    let mut lower = match namespace {
+        Some(ns) => Bound::Included(format!("{ns}\0")),
+        None => Bound::Unbounded,
+    };
+    let upper = match namespace {
+        Some(ns) => Bound::Excluded(format!("{ns}\u{1}")),
+        None => Bound::Unbounded,
+    };
+    if let Some(after) = after {
+        match namespace {
+            Some(ns) if after.0 > ns => return None,
+            Some(ns) if after.0 < ns => {}
+            _ => lower = Bound::Excluded(key_of(after.0, after.1)),
+        }
+    }
+    Some((lower, upper))
 }
 
 fn as_str(b: &Bound<String>) -> Bound<&str> {
