@@ -188,50 +188,95 @@ fn stream(s: Streaming) -> impl futures_util::Stream<Item = Result<Bytes, actix_
     })
 }
 
+/// At most this many bytes of ready items go out as one chunk.
+const COALESCE_MAX: usize = 64 * 1024;
+
 /// The next bytes to send, or `None` when the response ends.
+///
+/// When more items are ready than the one awaited (a watcher behind by a few events, or
+/// the initial state), they go out together, up to [`COALESCE_MAX`]: one chunk, one TLS
+/// record and one write instead of one each. With 200 watchers at 1,000 events/s that is
+/// most of the server's cost per event, and it is when watchers are behind that it counts.
+/// Clients read the stream as a sequence of JSON values; chunk boundaries mean nothing.
 async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
-    loop {
-        tokio::select! {
-            item = s.w.next() => {
-                let bytes = match item? {
-                    WatchItem::Event(ev) => {
-                        let (bytes, last) = frame_or_end(encode(&ev, &s.def, s.out), &s.def);
-                        s.done |= last;
-                        Some(bytes)
-                    }
-                    WatchItem::Bookmark(rv) => s.bookmarks.then(|| bookmark(&s.def, rv, false)),
-                    WatchItem::InitialEventsEnd(rv) => s.announce_initial_end.then(|| bookmark(&s.def, rv, true)),
-                    WatchItem::Error(WatchEnd::Expired { requested, oldest }) => {
-                        metrics::counter!("ark_watch_gone_total").increment(1);
-                        s.done = true;
-                        Some(expired_event(requested, oldest))
-                    }
-                    WatchItem::Error(WatchEnd::TooSlow) => {
-                        metrics::counter!("ark_watch_slow_closed_total").increment(1);
-                        s.done = true;
-                        // Not 410: the client resumes from the last resourceVersion it saw,
-                        // which the history still holds, instead of relisting.
-                        let mut e = ApiError::timeout(
-                            "watch closed: the client did not keep up with the events; resume from the last resourceVersion received",
-                            1,
-                        );
-                        e.details = Some(Box::new(Details { retry_after_seconds: Some(1), ..Default::default() }));
-                        Some(error_event(&e))
-                    }
-                };
-                if s.w.is_ended() {
-                    s.done = true;
-                }
-                if let Some(b) = bytes {
-                    return Some(b);
-                }
-                if s.done {
-                    return None;
-                }
+    let first = next_item_bytes(s).await?;
+    if s.done {
+        return Some(first);
+    }
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut len = first.len();
+    while len < COALESCE_MAX {
+        let Some(item) = s.w.try_next() else { break };
+        let Some(b) = item_bytes(s, item) else {
+            if s.done {
+                break;
             }
+            continue;
+        };
+        len += b.len();
+        more.get_or_insert_with(|| {
+            let mut m = bytes::BytesMut::with_capacity(COALESCE_MAX.min(len * 2));
+            m.extend_from_slice(&first);
+            m
+        })
+        .extend_from_slice(&b);
+        if s.done {
+            break;
+        }
+    }
+    Some(more.map_or(first, bytes::BytesMut::freeze))
+}
+
+/// The bytes of one watch item, `None` for an item that sends nothing (a bookmark the
+/// client did not ask for). Sets `done` when the response ends with it.
+fn item_bytes(s: &mut Streaming, item: WatchItem) -> Option<Bytes> {
+    let bytes = match item {
+        WatchItem::Event(ev) => {
+            let (bytes, last) = frame_or_end(encode(&ev, &s.def, s.out), &s.def);
+            s.done |= last;
+            Some(bytes)
+        }
+        WatchItem::Bookmark(rv) => s.bookmarks.then(|| bookmark(&s.def, rv, false)),
+        WatchItem::InitialEventsEnd(rv) => {
+            s.announce_initial_end.then(|| bookmark(&s.def, rv, true))
+        }
+        WatchItem::Error(WatchEnd::Expired { requested, oldest }) => {
+            metrics::counter!("ark_watch_gone_total").increment(1);
+            s.done = true;
+            Some(expired_event(requested, oldest))
+        }
+        WatchItem::Error(WatchEnd::TooSlow) => {
+            metrics::counter!("ark_watch_slow_closed_total").increment(1);
+            s.done = true;
+            // Not 410: the client resumes from the last resourceVersion it saw, which the
+            // history still holds, instead of relisting.
+            let mut e = ApiError::timeout(
+                "watch closed: the client did not keep up with the events; resume from the last resourceVersion received",
+                1,
+            );
+            e.details = Some(Box::new(Details {
+                retry_after_seconds: Some(1),
+                ..Default::default()
+            }));
+            Some(error_event(&e))
+        }
+    };
+    if s.w.is_ended() {
+        s.done = true;
+    }
+    bytes
+}
+
+/// The bytes of the next item that sends any, waiting for it; `None` when the response
+/// ends with nothing more to send.
+async fn next_item_bytes(s: &mut Streaming) -> Option<Bytes> {
+    loop {
+        let item = tokio::select! {
+            item = s.w.next() => item?,
             _ = tokio::time::sleep_until(s.next_bookmark), if s.bookmarks => {
                 s.next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
                 s.w.request_bookmark();
+                continue;
             }
             _ = tokio::time::sleep_until(s.deadline) => {
                 // A last bookmark, so the client resumes from the newest point.
@@ -244,6 +289,12 @@ async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
                 s.done = true;
                 return if s.bookmarks { s.w.bookmark_rv().map(|rv| bookmark(&s.def, rv, false)) } else { None };
             }
+        };
+        if let Some(b) = item_bytes(s, item) {
+            return Some(b);
+        }
+        if s.done {
+            return None;
         }
     }
 }
@@ -338,5 +389,112 @@ mod tests {
         }
         assert!(line(&Unencodable).is_err());
         assert_eq!(line(&json!({"a": 1})).unwrap().as_ref(), b"{\"a\":1}\n");
+    }
+    /// A watch of Agents from now, with `events` committed after it, as the response's
+    /// stream state.
+    fn streaming_with(events: usize, pad: usize) -> Streaming {
+        use crate::k8s::selector::{FieldSelector, LabelSelector};
+        use crate::watch::{Change, Config, Obj, Start, State, WatchRequest};
+        let state = State::new(Config::default());
+        state.reset(Vec::new(), 0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let w = rt
+            .block_on(state.watch(
+                WatchRequest {
+                    kind: "Agent".into(),
+                    namespace: None,
+                    labels: LabelSelector::everything(),
+                    fields: FieldSelector::default(),
+                    start: Start::Now,
+                },
+                std::time::Duration::ZERO,
+            ))
+            .unwrap();
+        for i in 1..=events {
+            let v = json!({
+                "apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+                "metadata": {"name": format!("a{i}"), "namespace": "ns", "uid": format!("u{i}"), "resourceVersion": i.to_string()},
+                "spec": {"prompt": "x".repeat(pad)},
+            });
+            state.apply(vec![Change::Put(Arc::new(Obj::try_new(v).unwrap()))]);
+        }
+        let def = crate::k8s::resource::Resources::builtin()
+            .unwrap()
+            .get("v1alpha1", "agents")
+            .cloned()
+            .unwrap();
+        let now = tokio::time::Instant::now();
+        // A dropped sender reads as "stopping"; the test's server never stops.
+        let (tx, shutdown) = tokio::sync::watch::channel(false);
+        std::mem::forget(tx);
+        Streaming {
+            w,
+            def,
+            out: Output {
+                encoding: super::super::negotiate::Encoding::Json,
+                shape: Shape::Plain,
+            },
+            bookmarks: false,
+            announce_initial_end: false,
+            deadline: now + std::time::Duration::from_secs(60),
+            next_bookmark: now + BOOKMARK_EVERY,
+            shutdown,
+            done: false,
+        }
+    }
+
+    fn lines(b: &[u8]) -> Vec<String> {
+        b.split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                format!(
+                    "{} {}",
+                    v["type"].as_str().unwrap(),
+                    v["object"]["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_ready_together_go_out_as_one_chunk_in_order() {
+        let mut s = streaming_with(3, 10);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let chunk = rt.block_on(next_chunk(&mut s)).unwrap();
+        assert_eq!(lines(&chunk), ["ADDED a1", "ADDED a2", "ADDED a3"]);
+    }
+
+    #[test]
+    fn a_chunk_stops_growing_past_its_limit_and_the_rest_follows_in_order() {
+        let mut s = streaming_with(100, 2_000);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 100 {
+            let chunk = rt.block_on(next_chunk(&mut s)).unwrap();
+            assert!(
+                chunk.len() < COALESCE_MAX + 3_000,
+                "a chunk of {} bytes",
+                chunk.len()
+            );
+            let got = lines(&chunk);
+            assert!(
+                got.len() > 1 && got.len() < 100,
+                "{} events in a chunk",
+                got.len()
+            );
+            seen.extend(got);
+        }
+        let want: Vec<String> = (1..=100).map(|i| format!("ADDED a{i}")).collect();
+        assert_eq!(seen, want);
     }
 }
