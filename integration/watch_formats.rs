@@ -265,6 +265,28 @@ async fn status_updates_of_an_object_with_a_toasted_spec_carry_the_full_spec() {
         brief(&ev)
     );
     full_prompt(&ev);
+
+    // Twice in one transaction: the second update's unchanged spec is filled from the
+    // first's image within the transaction, not from the state (which has neither yet).
+    db.batch_execute(
+        "BEGIN; \
+         UPDATE resources SET status = jsonb_set(status, '{conditions,0,status}', '\"A\"') WHERE kind = 'Agent' AND name = 'big'; \
+         UPDATE resources SET status = jsonb_set(status, '{conditions,0,status}', '\"B\"') WHERE kind = 'Agent' AND name = 'big'; \
+         COMMIT",
+    )
+    .await
+    .unwrap();
+    for want in ["A", "B"] {
+        let ev = w.next_event().await;
+        assert_eq!(tn(&ev), ("MODIFIED".into(), "big".into()));
+        assert_eq!(
+            ev["object"]["status"]["conditions"][0]["status"],
+            want,
+            "{}",
+            brief(&ev)
+        );
+        full_prompt(&ev);
+    }
     let (_, got) = api.get(&format!("{}/big", agents("toast"))).await;
     assert_eq!(
         got["spec"]["prompt"].as_str(),
@@ -289,11 +311,13 @@ async fn status_updates_of_an_object_with_a_toasted_spec_carry_the_full_spec() {
         .iter()
         .filter(|l| l.starts_with("table public.resources: UPDATE"))
         .collect();
-    assert_eq!(updates.len(), 2, "{changes:?}");
-    assert!(
-        updates[1].contains("spec[jsonb]:unchanged-toast-datum"),
-        "the SQL update did not leave the spec out of the WAL, so this test proves nothing: {}",
-        &updates[1][..updates[1].len().min(400)]
-    );
+    assert_eq!(updates.len(), 4, "{changes:?}");
+    for u in &updates[1..] {
+        assert!(
+            u.contains("spec[jsonb]:unchanged-toast-datum"),
+            "the SQL update did not leave the spec out of the WAL, so this test proves nothing: {}",
+            &u[..u.len().min(400)]
+        );
+    }
     s.stop().await;
 }
