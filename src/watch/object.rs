@@ -248,6 +248,13 @@ impl Obj {
         }
     }
 
+    /// Whether a watch's filter (namespace, name, labels: `snapshot::Filter`) decides the
+    /// same for both objects: same key and the same labels in the same order.
+    pub(crate) fn filters_alike(&self, other: &Obj) -> bool {
+        self.key() == other.key()
+            && self.packed[self.ends[3] as usize..] == other.packed[other.ends[3] as usize..]
+    }
+
     /// The state's key: [`key_of`] its namespace and name, borrowed from the packed fields.
     pub(crate) fn key(&self) -> &str {
         &self.packed[..self.ends[1] as usize]
@@ -365,7 +372,14 @@ pub struct Event {
     ty: EventType,
     rv: Rv,
     obj: Arc<Obj>,
+    /// The state before the change, kept only when what a watch filters by (namespace,
+    /// name, labels) differs from `obj`'s: only then can a watcher's selector have matched
+    /// one and not the other, or be sent the previous state as a DELETED. Keeping it for
+    /// every change held the old version of every object a backfill rewrote for as long as
+    /// the history kept its events (a second copy of the state).
     prev: Option<Arc<Obj>>,
+    /// Whether there was a previous state (MODIFIED and DELETED), kept or not.
+    had_prev: bool,
     at: Instant,
     prev_at_rv: OnceLock<Arc<Obj>>,
     encodings: Encodings,
@@ -379,11 +393,14 @@ impl Event {
         prev: Option<Arc<Obj>>,
         at: Instant,
     ) -> Event {
+        let had_prev = prev.is_some();
+        let prev = prev.filter(|p| !p.filters_alike(&obj));
         Event {
             ty,
             rv,
             obj,
             prev,
+            had_prev,
             at,
             prev_at_rv: OnceLock::new(),
             encodings: Encodings::default(),
@@ -404,9 +421,21 @@ impl Event {
         &self.obj
     }
 
-    /// The state before the change (MODIFIED and DELETED).
+    /// The state before the change (MODIFIED and DELETED), when its namespace, name or
+    /// labels differ from the new state's (see the field).
     pub fn prev(&self) -> Option<&Arc<Obj>> {
         self.prev.as_ref()
+    }
+
+    /// Whether the state before the change passed `filter`, which may look only at what
+    /// [`Obj::filters_alike`] compares: false when there was none (ADDED).
+    pub(crate) fn prev_passes(&self, filter: impl Fn(&Obj) -> bool) -> bool {
+        match (&self.prev, self.had_prev) {
+            (Some(prev), _) => filter(prev),
+            // Dropped because it filters as the new state does.
+            (None, true) => filter(&self.obj),
+            (None, false) => false,
+        }
     }
 
     pub(crate) fn at(&self) -> Instant {

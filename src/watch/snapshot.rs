@@ -148,7 +148,10 @@ impl KindState {
     }
 }
 
-/// What a LIST or a watch selects: an optional namespace and kube's two selectors.
+/// What a LIST or a watch selects: an optional namespace and kube's two selectors. It
+/// looks only at an object's namespace, name and labels: events drop a previous state
+/// that agrees with the new one on those (`Event::prev_passes`), so a filter that looked
+/// at anything else would have to keep it.
 #[derive(Clone, Copy)]
 pub(crate) struct Filter<'a> {
     pub(crate) namespace: Option<&'a str>,

@@ -342,7 +342,7 @@ impl Watch {
     fn project(&self, ev: Arc<Event>) -> Option<WatchEvent> {
         let filter = self.filter();
         let now = ev.ty() != EventType::Deleted && filter.matches(ev.object());
-        let before = ev.prev().is_some_and(|p| filter.matches(p));
+        let before = ev.prev_passes(|p| filter.matches(p));
         let (ty, from_prev) = match (now, before) {
             (true, false) => (EventType::Added, false),
             (true, true) => (EventType::Modified, false),

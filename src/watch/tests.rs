@@ -117,16 +117,50 @@ fn the_state_decides_added_modified_and_deleted() {
 }
 
 #[test]
-fn a_modified_event_carries_the_previous_state() {
+fn a_modified_event_keeps_the_previous_state_only_when_its_labels_changed() {
     let cache = seeded(Config::default());
     let mut w = open(&cache, request("Agent", Start::Now)).unwrap();
-    cache.apply(vec![put(obj("Agent", "ns", "a", "u1", 1))]);
-    cache.apply(vec![put(obj("Agent", "ns", "a", "u1", 2))]);
+    let env = |e: &str| json!({"labels": {"env": e}});
+    cache.apply(vec![put(obj_with("Agent", "ns", "a", "u1", 1, env("dev")))]);
+    cache.apply(vec![put(obj_with(
+        "Agent",
+        "ns",
+        "a",
+        "u1",
+        2,
+        env("prod"),
+    ))]);
+    cache.apply(vec![put(obj_with(
+        "Agent",
+        "ns",
+        "a",
+        "u1",
+        3,
+        env("prod"),
+    ))]);
     let items = drain(&mut w);
-    let WatchItem::Event(e) = &items[1] else {
-        panic!()
+    let prev = |i: usize| {
+        let WatchItem::Event(e) = &items[i] else {
+            panic!("{:?}", items[i])
+        };
+        e.event().unwrap().prev().map(|p| p.rv())
     };
-    assert_eq!(e.event().unwrap().prev().unwrap().rv(), 1);
+    assert_eq!(
+        prev(1),
+        Some(1),
+        "the labels changed: a selector may need it"
+    );
+    assert_eq!(
+        prev(2),
+        None,
+        "same labels: the new state filters as it did"
+    );
+    // Still, a watcher whose selector both match is sent MODIFIED, and one whose selector
+    // neither matches is sent nothing.
+    let mut prod = open(&cache, labelled("Agent", "env=prod", Start::From(2))).unwrap();
+    assert_eq!(summary(&drain(&mut prod)), ["MODIFIED a@3"]);
+    let mut dev = open(&cache, labelled("Agent", "env=dev", Start::From(2))).unwrap();
+    assert!(drain(&mut dev).is_empty());
 }
 
 #[test]
