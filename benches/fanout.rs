@@ -19,8 +19,9 @@
 //!   apply: the CPU work of the fan-out itself (apply, history reads, selector checks,
 //!   encoding), without wake-ups and scheduling.
 //!
-//! A matching watcher encodes its frame through `WatchEvent::encoded` as the API does for
-//! JSON watches, so the event is serialized by the first watcher and shared by the rest.
+//! A matching watcher writes its JSON frame itself, as the API does (the object's stored
+//! JSON between the event type and the closing brace: one copy per watcher, no frame kept
+//! on the event).
 //! Opening the watchers and building each change's object (`Obj::new` serializes it) are
 //! outside the timed part.
 
@@ -47,8 +48,6 @@ const SIZES: [usize; 3] = [1, 200, 10_000];
 const KIND: &str = "Agent";
 /// Objects in the state besides the one that changes, so its maps are not trivially small.
 const SEEDED: usize = 1_000;
-/// The API's cache key for JSON watch frames (`api/watch.rs`).
-const ENC_JSON: u8 = 1;
 
 /// The i-th watcher of the mix; the changing object is in `team-a` with labels
 /// `app=chat, tier=backend`.
@@ -177,7 +176,7 @@ async fn watcher(mut w: Watch, state: State, mut reported: Rv, progress: Arc<Pro
         match item {
             Some(WatchItem::Event(ev)) => {
                 progress.received.fetch_add(1, Ordering::Relaxed);
-                let _ = black_box(ev.encoded(ENC_JSON, frame));
+                let _ = black_box(frame(ev.ty(), ev.object()));
             }
             Some(_) => {}
             None => return,
@@ -287,7 +286,7 @@ impl Drained {
             while let Some(item) = w.try_next() {
                 if let WatchItem::Event(ev) = item {
                     received += 1;
-                    let _ = black_box(ev.encoded(ENC_JSON, frame));
+                    let _ = black_box(frame(ev.ty(), ev.object()));
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map};
 
 use super::negotiate::{Output, Shape};
@@ -26,8 +26,8 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(50);
 /// one and two of these, randomized so that reconnects of many clients spread out.
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// Keys for the per-event encoding cache, one per wire format.
-const ENC_JSON: u8 = 1;
+/// Keys for the per-event encoding cache, one per computed wire format (plain JSON is
+/// written from the object's stored JSON, see `item_into`).
 const ENC_TABLE_V1: u8 = 2;
 const ENC_TABLE_V1BETA1: u8 = 3;
 const ENC_META_V1: u8 = 4;
@@ -139,15 +139,15 @@ fn type_name(t: EventType) -> &'static str {
     }
 }
 
-/// `{"type":T,"object":<obj>}\n` from the object's JSON serialized once at apply time.
-fn json_event(t: EventType, obj_json: &[u8]) -> Bytes {
-    let mut b = Vec::with_capacity(obj_json.len() + 32);
-    b.extend_from_slice(b"{\"type\":\"");
-    b.extend_from_slice(type_name(t).as_bytes());
-    b.extend_from_slice(b"\",\"object\":");
-    b.extend_from_slice(obj_json);
-    b.extend_from_slice(b"}\n");
-    Bytes::from(b)
+/// Appends `{"type":T,"object":<obj>}\n`, from the object's JSON serialized once at apply
+/// time.
+fn write_json_event(buf: &mut BytesMut, t: EventType, obj_json: &[u8]) {
+    buf.reserve(obj_json.len() + 32);
+    buf.extend_from_slice(b"{\"type\":\"");
+    buf.extend_from_slice(type_name(t).as_bytes());
+    buf.extend_from_slice(b"\",\"object\":");
+    buf.extend_from_slice(obj_json);
+    buf.extend_from_slice(b"}\n");
 }
 
 fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Bytes {
@@ -199,46 +199,45 @@ const COALESCE_MAX: usize = 64 * 1024;
 /// most of the server's cost per event, and it is when watchers are behind that it counts.
 /// Clients read the stream as a sequence of JSON values; chunk boundaries mean nothing.
 async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
-    let first = next_item_bytes(s).await?;
-    if s.done {
-        return Some(first);
-    }
-    let mut more: Option<bytes::BytesMut> = None;
-    let mut len = first.len();
-    while len < COALESCE_MAX {
+    let mut buf = BytesMut::new();
+    next_item_into(s, &mut buf).await?;
+    while !s.done && buf.len() < COALESCE_MAX {
         let Some(item) = s.w.try_next() else { break };
-        let Some(b) = item_bytes(s, item) else {
-            if s.done {
-                break;
-            }
-            continue;
-        };
-        len += b.len();
-        more.get_or_insert_with(|| {
-            let mut m = bytes::BytesMut::with_capacity(COALESCE_MAX.min(len * 2));
-            m.extend_from_slice(&first);
-            m
-        })
-        .extend_from_slice(&b);
-        if s.done {
-            break;
-        }
+        item_into(s, item, &mut buf);
     }
-    Some(more.map_or(first, bytes::BytesMut::freeze))
+    Some(buf.freeze())
 }
 
-/// The bytes of one watch item, `None` for an item that sends nothing (a bookmark the
-/// client did not ask for). Sets `done` when the response ends with it.
-fn item_bytes(s: &mut Streaming, item: WatchItem) -> Option<Bytes> {
+/// Appends the bytes of one watch item to `buf`; returns whether it sent anything (a
+/// bookmark the client did not ask for sends nothing). Sets `done` when the response ends
+/// with it.
+///
+/// An event in plain JSON is written from the object's stored JSON between its type and
+/// the closing brace, for each watcher: no frame is kept on the event. Kept, the frames of
+/// a 200,000-row transaction would be a second copy of its objects for as long as the
+/// history holds them, while writing one is a copy of bytes TLS then copies again anyway.
+fn item_into(s: &mut Streaming, item: WatchItem, buf: &mut BytesMut) -> bool {
     let bytes = match item {
+        WatchItem::Event(ev) if s.out.shape == Shape::Plain => {
+            write_json_event(buf, ev.ty(), ev.object().json());
+            None
+        }
         WatchItem::Event(ev) => {
             let (bytes, last) = frame_or_end(encode(&ev, &s.def, s.out), &s.def);
             s.done |= last;
             Some(bytes)
         }
-        WatchItem::Bookmark(rv) => s.bookmarks.then(|| bookmark(&s.def, rv, false)),
+        WatchItem::Bookmark(rv) => {
+            if !s.bookmarks {
+                return false;
+            }
+            Some(bookmark(&s.def, rv, false))
+        }
         WatchItem::InitialEventsEnd(rv) => {
-            s.announce_initial_end.then(|| bookmark(&s.def, rv, true))
+            if !s.announce_initial_end {
+                return false;
+            }
+            Some(bookmark(&s.def, rv, true))
         }
         WatchItem::Error(WatchEnd::Expired { requested, oldest }) => {
             metrics::counter!("ark_watch_gone_total").increment(1);
@@ -261,15 +260,18 @@ fn item_bytes(s: &mut Streaming, item: WatchItem) -> Option<Bytes> {
             Some(error_event(&e))
         }
     };
+    if let Some(b) = bytes {
+        buf.extend_from_slice(&b);
+    }
     if s.w.is_ended() {
         s.done = true;
     }
-    bytes
+    true
 }
 
-/// The bytes of the next item that sends any, waiting for it; `None` when the response
-/// ends with nothing more to send.
-async fn next_item_bytes(s: &mut Streaming) -> Option<Bytes> {
+/// Appends the next item that sends anything to `buf`, waiting for it; `None` when the
+/// response ends with nothing more to send.
+async fn next_item_into(s: &mut Streaming, buf: &mut BytesMut) -> Option<()> {
     loop {
         let item = tokio::select! {
             item = s.w.next() => item?,
@@ -281,17 +283,21 @@ async fn next_item_bytes(s: &mut Streaming) -> Option<Bytes> {
             _ = tokio::time::sleep_until(s.deadline) => {
                 // A last bookmark, so the client resumes from the newest point.
                 s.done = true;
-                return if s.bookmarks { s.w.bookmark_rv().map(|rv| bookmark(&s.def, rv, false)) } else { None };
+                let rv = s.w.bookmark_rv().filter(|_| s.bookmarks)?;
+                buf.extend_from_slice(&bookmark(&s.def, rv, false));
+                return Some(());
             }
             _ = s.shutdown.wait_for(|stopping| *stopping) => {
                 // The server is stopping: end the response cleanly, as at the timeout, and
                 // the client resumes (from another replica, or this one once it is back).
                 s.done = true;
-                return if s.bookmarks { s.w.bookmark_rv().map(|rv| bookmark(&s.def, rv, false)) } else { None };
+                let rv = s.w.bookmark_rv().filter(|_| s.bookmarks)?;
+                buf.extend_from_slice(&bookmark(&s.def, rv, false));
+                return Some(());
             }
         };
-        if let Some(b) = item_bytes(s, item) {
-            return Some(b);
+        if item_into(s, item, buf) {
+            return Some(());
         }
         if s.done {
             return None;
@@ -348,7 +354,11 @@ fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Fram
                 line(&json!({"type": type_name(t), "object": table::partial_object_metadata(&obj.value(), version)}))
             })
         }
-        Shape::Plain => ev.encoded(ENC_JSON, |t, obj| Ok(json_event(t, obj.json()))),
+        Shape::Plain => {
+            let mut buf = BytesMut::new();
+            write_json_event(&mut buf, ev.ty(), ev.object().json());
+            Ok(buf.freeze())
+        }
     }
 }
 
