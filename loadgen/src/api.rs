@@ -86,9 +86,24 @@ impl Api {
     }
 
     pub async fn get(&self, plural: &str, ns: &str, name: &str) -> Result<Bytes, String> {
+        self.get_with(plural, ns, name, "").await
+    }
+
+    /// A GET with a query string (`resourceVersion=0`, say).
+    pub async fn get_with(
+        &self,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        query: &str,
+    ) -> Result<Bytes, String> {
+        let mut url = self.item(plural, ns, name);
+        if !query.is_empty() {
+            url = format!("{url}?{query}");
+        }
         let r = self
             .http
-            .get(self.item(plural, ns, name))
+            .get(url)
             .send()
             .await
             .map_err(|e| format!("get: {e}"))?;

@@ -3,7 +3,9 @@
 //! three operations the server's figures are compared with (put, range, watch).
 //!
 //! The etcd is started with its defaults (fsync on every commit, as in production), so its
-//! write latency includes the same kind of durable commit PostgreSQL pays.
+//! write latency includes the same kind of durable commit PostgreSQL pays. It serves its
+//! clients over TLS, as kube-apiserver's etcd does and as ark-apiserver always does, so
+//! that the two are compared paying for the same encryption.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, ConnectOptions, EventType, GetOptions, KvClient, WatchOptions, WatchStream,
+    Certificate, Client, ConnectOptions, EventType, GetOptions, KvClient, TlsOptions, WatchOptions,
+    WatchStream,
 };
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::sync::watch;
 
 use crate::stamps::{pair_from_writes, WriteStamps};
@@ -22,7 +26,7 @@ use crate::stats::{closed_loop, open_loop_n, LatencyPair, Samples};
 
 /// Client connections load is spread over. kube-apiserver multiplexes everything on one
 /// gRPC connection; a few keep this client's own channel from being what is measured.
-const CONNECTIONS: usize = 4;
+pub const CONNECTIONS: usize = 4;
 /// Largest gRPC message accepted: a range over every key returns all values in one
 /// response, and etcd itself sends up to 2 GiB (tonic's default limit is 4 MiB).
 const MAX_MESSAGE: usize = i32::MAX as usize;
@@ -38,7 +42,41 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct EtcdServer {
     child: Child,
     dir: PathBuf,
-    endpoint: String,
+    endpoint: Endpoint,
+}
+
+/// Where an etcd serves and the CA its TLS certificate is signed by.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub url: String,
+    ca_pem: Arc<str>,
+}
+
+impl Endpoint {
+    fn options(&self) -> ConnectOptions {
+        ConnectOptions::new().with_tls(
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(self.ca_pem.as_bytes()))
+                .domain_name("127.0.0.1"),
+        )
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (CA, certificate, key).
+fn serving_certificate() -> Result<(String, String, String), String> {
+    let e = |e: rcgen::Error| format!("etcd: generating its certificate: {e}");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ark-loadgen etcd CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(e)?).map_err(e)?;
+    let key = KeyPair::generate().map_err(e)?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .map_err(e)?
+        .signed_by(&key, &ca)
+        .map_err(e)?;
+    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
 }
 
 impl EtcdServer {
@@ -66,13 +104,20 @@ impl EtcdServer {
         let log2 = log
             .try_clone()
             .map_err(|e| format!("etcd: opening its log: {e}"))?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
+        let (ca_pem, cert_pem, key_pem) = serving_certificate()?;
+        let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::write(&cert_file, cert_pem)
+            .and_then(|()| std::fs::write(&key_file, key_pem))
+            .map_err(|e| format!("etcd: writing its certificate: {e}"))?;
+        let client_url = format!("https://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let spawned = Command::new(&bin)
             .arg("--name=ark-bench")
             .arg(format!("--data-dir={}", dir.join("data").display()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--cert-file={}", cert_file.display()))
+            .arg(format!("--key-file={}", key_file.display()))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=ark-bench={peer_url}"))
@@ -95,15 +140,23 @@ impl EtcdServer {
         let mut server = EtcdServer {
             child,
             dir,
-            endpoint: client_url,
+            endpoint: Endpoint {
+                url: client_url,
+                ca_pem: Arc::from(ca_pem),
+            },
         };
         server.wait_serving().await?;
         Ok(server)
     }
 
-    /// The client URL, `http://127.0.0.1:<port>`.
-    pub fn endpoint(&self) -> String {
+    /// The client URL, `https://127.0.0.1:<port>`, and its CA.
+    pub fn endpoint(&self) -> Endpoint {
         self.endpoint.clone()
+    }
+
+    /// The etcd process's id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Resident set size of the etcd process, from `/proc/<pid>/status` (VmRSS); `None` if
@@ -119,7 +172,9 @@ impl EtcdServer {
     /// [`START_TIMEOUT`] passes.
     async fn wait_serving(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let opts = ConnectOptions::new()
+        let opts = self
+            .endpoint
+            .options()
             .with_connect_timeout(Duration::from_secs(1))
             .with_timeout(Duration::from_secs(2));
         loop {
@@ -130,7 +185,7 @@ impl EtcdServer {
                 ));
             }
             let last_error =
-                match Client::connect([self.endpoint.as_str()], Some(opts.clone())).await {
+                match Client::connect([self.endpoint.url.as_str()], Some(opts.clone())).await {
                     Ok(mut c) => match c.get("ark-loadgen/ready", None).await {
                         Ok(_) => return Ok(()),
                         Err(e) => e.to_string(),
@@ -164,7 +219,7 @@ impl Drop for EtcdServer {
 /// [`closed_loop`]. Each latency is one put, acknowledged once etcd has committed
 /// (fsynced) and applied it.
 pub async fn put(
-    endpoint: &str,
+    endpoint: &Endpoint,
     prefix: &str,
     values: &[String],
     concurrency: usize,
@@ -190,7 +245,7 @@ pub async fn put(
 /// range, as a LIST without the watch cache does), `iterations` times sequentially.
 /// Returns the samples and the key count of the last successful range.
 pub async fn range(
-    endpoint: &str,
+    endpoint: &Endpoint,
     prefix: &str,
     iterations: usize,
 ) -> Result<(Samples, usize), String> {
@@ -216,7 +271,7 @@ pub async fn range(
     Ok((samples, keys.load(Ordering::Relaxed)))
 }
 
-/// `watchers` watches on `prefix` (spread over up to [`CONNECTIONS`] client connections,
+/// `watchers` watches on `prefix` (spread over up to `connections` client connections,
 /// one gRPC watch stream each, with previous values as kube-apiserver asks), then puts of
 /// `value` at `rate`/s for `n` keys (prefix + index) on a connection of their own. For
 /// every (watcher, put) pair: latency from the put's acknowledgement to the event's
@@ -225,9 +280,10 @@ pub async fn range(
 /// put. The samples' `elapsed` is the write phase's wall time, so their ops/s is events
 /// delivered per second.
 pub async fn watch_latency(
-    endpoint: &str,
+    endpoint: &Endpoint,
     prefix: &str,
     watchers: usize,
+    connections: usize,
     rate: f64,
     n: usize,
     value: &str,
@@ -237,7 +293,7 @@ pub async fn watch_latency(
             "etcd watch: needs positive watchers, rate and puts (got {watchers}, {rate}/s, {n})"
         ));
     }
-    let clients = connect_many(endpoint, CONNECTIONS.min(watchers)).await?;
+    let clients = connect_many(endpoint, connections.clamp(1, watchers)).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let prefix: Arc<str> = Arc::from(prefix);
     let mut tasks = Vec::with_capacity(watchers);
@@ -371,22 +427,26 @@ async fn receive(
     Ok(arrivals)
 }
 
-async fn connect_many(endpoint: &str, count: usize) -> Result<Vec<Client>, String> {
+async fn connect_many(endpoint: &Endpoint, count: usize) -> Result<Vec<Client>, String> {
     let mut clients = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
         // Each Client is its own HTTP/2 connection.
         let c = Client::connect(
-            [endpoint],
-            Some(ConnectOptions::new().with_connect_timeout(Duration::from_secs(5))),
+            [endpoint.url.as_str()],
+            Some(
+                endpoint
+                    .options()
+                    .with_connect_timeout(Duration::from_secs(5)),
+            ),
         )
         .await
-        .map_err(|e| format!("etcd: connecting to {endpoint}: {e}"))?;
+        .map_err(|e| format!("etcd: connecting to {}: {e}", endpoint.url))?;
         clients.push(c);
     }
     Ok(clients)
 }
 
-async fn kv_clients(endpoint: &str, count: usize) -> Result<Vec<KvClient>, String> {
+async fn kv_clients(endpoint: &Endpoint, count: usize) -> Result<Vec<KvClient>, String> {
     Ok(connect_many(endpoint, count)
         .await?
         .iter()
@@ -493,7 +553,7 @@ mod tests {
         assert_eq!((keys, m.count), (1000, 20));
         for watchers in [1usize, 50] {
             let prefix = format!("/registry/watch{watchers}/");
-            let p = watch_latency(&ep, &prefix, watchers, 1000.0, 1000, &value)
+            let p = watch_latency(&ep, &prefix, watchers, CONNECTIONS, 1000.0, 1000, &value)
                 .await
                 .expect("watch");
             let (a, st) = (p.from_ack.summary(), p.from_start.summary());

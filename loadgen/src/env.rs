@@ -247,7 +247,15 @@ fn sibling_binary(name: &str) -> Result<PathBuf, String> {
 pub struct CpuMark {
     server: f64,
     postgres: f64,
+    generator: f64,
     at: std::time::Instant,
+}
+
+impl CpuMark {
+    /// Wall time since the mark.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.at.elapsed()
+    }
 }
 
 impl Env {
@@ -261,18 +269,21 @@ impl Env {
         CpuMark {
             server,
             postgres: postgres_cpu_seconds(),
+            generator: cpu_seconds(std::process::id()).unwrap_or(0.0),
             at: std::time::Instant::now(),
         }
     }
 
-    /// "server 1.2 cores, PostgreSQL 0.6 cores" over the time since `since`.
+    /// "server 1.2 cores, PostgreSQL 0.6 cores, this generator 0.5 cores" over the time since
+    /// `since`.
     pub fn cpu_since(&self, since: CpuMark) -> String {
         let now = self.cpu_mark();
         let wall = now.at.duration_since(since.at).as_secs_f64().max(1e-9);
         format!(
-            "server {:.2} cores, PostgreSQL {:.2} cores (over {:.1} s)",
+            "server {:.2} cores, PostgreSQL {:.2} cores, this generator {:.2} cores (over {:.1} s)",
             (now.server - since.server) / wall,
             (now.postgres - since.postgres) / wall,
+            (now.generator - since.generator) / wall,
             wall
         )
     }
@@ -280,7 +291,7 @@ impl Env {
 
 /// utime + stime of a process, in seconds (from /proc/<pid>/stat, in clock ticks of 1/100 s,
 /// the value of CLK_TCK on Linux).
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces; fields are counted after its closing parenthesis.
     let rest = &stat[stat.rfind(')')? + 2..];

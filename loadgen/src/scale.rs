@@ -316,6 +316,32 @@ async fn measure(
     };
     let g = gets.summary();
     r.add(SECTION, &format!("GET, concurrency 1, {n} objects"), &gets);
+    // Where a GET's time goes: the same GET with resourceVersion=0 is served from the
+    // state as it is, without the consistent read's round trip through PostgreSQL (a
+    // logical message committed, then seen come back on the stream).
+    let gets0 = {
+        let api = api.clone();
+        closed_loop(1, plan.samples, move |i| {
+            let api = api.clone();
+            let k = (i * 7_919) % n + 1;
+            async move {
+                api.get_with(
+                    "queries",
+                    &format!("ns-{}", k % 10),
+                    &format!("query-{k}"),
+                    "resourceVersion=0",
+                )
+                .await
+                .map(drop)
+            }
+        })
+        .await
+    };
+    r.add(
+        SECTION,
+        &format!("GET resourceVersion=0 (no read point), concurrency 1, {n} objects"),
+        &gets0,
+    );
     r.target(
         "GET p50 ≤ 0.5 ms",
         format!("{:?}", g.p50),
