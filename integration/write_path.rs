@@ -134,3 +134,112 @@ async fn a_patch_right_after_a_sql_update_the_state_has_not_seen_keeps_both_chan
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_start_from_the_in_memory_copy_and_a_precondition_on_a_newer_sql_write_still_holds()
+{
+    let (server, http, url) = with_agent_a().await;
+    let base = server.base_url();
+    let db = server.db.client().await;
+    let agent = |name: &str| {
+        json!({"apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+            "metadata": {"name": name}, "spec": {"prompt": "p"}})
+    };
+    // Plain deletes of objects the state holds current read nothing from the table.
+    const DELETES: u32 = 10;
+    for i in 0..DELETES {
+        let name = format!("d{i}");
+        assert_eq!(
+            http.post(&url)
+                .json(&agent(&name))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        assert_eq!(
+            http.get(format!("{url}/{name}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let mem0 = starts_from(&http, &base, "memory").await;
+    for i in 0..DELETES {
+        let r = http.delete(format!("{url}/d{i}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let memory = starts_from(&http, &base, "memory").await - mem0;
+    assert!(
+        memory >= f64::from(DELETES),
+        "{memory} of {DELETES} deletes started from the in-memory copy"
+    );
+
+    for i in 0..10 {
+        // A SQL write the state has probably not seen yet, then a delete whose
+        // precondition names the resourceVersion it made: the stale copy fails the
+        // precondition, and the table's copy passes it.
+        let name = format!("p{i}");
+        assert_eq!(
+            http.post(&url)
+                .json(&agent(&name))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        let rv: i64 = db
+            .query_one(
+                "UPDATE resources SET annotations = jsonb_build_object('sql', 'yes') \
+                 WHERE kind = 'Agent' AND name = $1 AND deleted_at IS NULL RETURNING resource_version",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let r = http
+            .delete(format!("{url}/{name}"))
+            .json(&json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                "preconditions": {"resourceVersion": rv.to_string()}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["metadata"]["annotations"]["sql"], "yes",
+            "deleted from a stale copy: {v}"
+        );
+        // A precondition naming an older version is a conflict, decided on the table.
+        let name = format!("q{i}");
+        let created: Value = http
+            .post(&url)
+            .json(&agent(&name))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        db.execute(
+            "UPDATE resources SET annotations = jsonb_build_object('sql', 'yes') \
+             WHERE kind = 'Agent' AND name = $1 AND deleted_at IS NULL",
+            &[&name],
+        )
+        .await
+        .unwrap();
+        let r = http
+            .delete(format!("{url}/{name}"))
+            .json(&json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                "preconditions": {"resourceVersion": created["metadata"]["resourceVersion"]}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409, "{}", r.text().await.unwrap());
+    }
+    server.stop().await;
+}

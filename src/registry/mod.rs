@@ -352,12 +352,19 @@ impl Registry {
         del: &DeleteOptions,
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        // As update and patch: the first attempt starts from the in-memory copy, and
+        // anything but a write from it (a failed precondition, a dry run, an object
+        // already terminating, a stale copy) is decided again on the table's copy.
+        let mut fresh = false;
         for _ in 0..PATCH_RETRIES {
-            let old = self.current(def, ns, name).await?;
+            let (old, current) = self.current_for_write(def, ns, name, fresh).await?;
+            fresh = true;
             match self.delete_one(def, old, del, opts).await {
-                Ok(v) => return Ok(v),
+                Ok((v, wrote)) if wrote || current => return Ok(v),
+                Ok(_) => continue,
                 Err(AttemptError::Stale) => continue,
-                Err(AttemptError::Api(e)) => return Err(e),
+                Err(AttemptError::Api(e)) if current => return Err(e),
+                Err(AttemptError::Api(_)) => continue,
             }
         }
         Err(ApiError::modified_conflict(def.resource_ref(), name))
@@ -369,7 +376,7 @@ impl Registry {
         old: Value,
         del: &DeleteOptions,
         opts: &WriteOptions,
-    ) -> Result<Value, AttemptError> {
+    ) -> Result<(Value, bool), AttemptError> {
         let name = object::name(&old).to_string();
         del.check_preconditions(def, &old)?;
         let expected_rv = parse_rv(&old)?;
@@ -383,7 +390,7 @@ impl Registry {
         }
         let result = if finalizers.is_empty() {
             if opts.dry_run {
-                return Ok(old);
+                return Ok((old, false));
             }
             let cols = columns(def, &new)?;
             self.store
@@ -392,7 +399,7 @@ impl Registry {
         } else {
             if object::is_terminating(&old) && new == old {
                 // Already being deleted: nothing more to do until the finalizers are removed.
-                return Ok(old);
+                return Ok((old, false));
             }
             let m = meta_mut(&mut new);
             if !m.contains_key("deletionTimestamp") {
@@ -407,7 +414,7 @@ impl Registry {
                 }
             }
             if opts.dry_run {
-                return Ok(new);
+                return Ok((new, false));
             }
             let cols = columns(def, &new)?;
             self.store
@@ -418,7 +425,7 @@ impl Registry {
             Ok(w) => {
                 set_rv(&mut new, w.resource_version);
                 def.schema.apply_defaults(&mut new);
-                Ok(new)
+                Ok((new, true))
             }
             Err(e) => Err(attempt(def, &name, e)),
         }
