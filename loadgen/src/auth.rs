@@ -142,21 +142,30 @@ async fn review(req: HttpRequest, body: Bytes, reviews: web::Data<AtomicU64>) ->
         .body(sar.to_string())
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it (rustls does not accept a self-signed
-/// leaf as its own trust anchor).
-fn endpoint_tls() -> Result<(String, rustls::ServerConfig), String> {
-    let e = |e: rcgen::Error| format!("generating the endpoint's certificate: {e}");
+/// A CA named `ca_name` and a certificate for 127.0.0.1 signed by it (rustls does not
+/// accept a self-signed leaf as its own trust anchor): the CA's PEM, the certificate and
+/// its key. Shared by the review endpoint here and the etcd baseline's TLS.
+pub fn loopback_certificate(
+    ca_name: &str,
+) -> Result<(String, rcgen::Certificate, KeyPair), String> {
+    let e = |e: rcgen::Error| format!("generating a certificate for {ca_name}: {e}");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "ark-loadgen review endpoint CA");
+        .push(DnType::CommonName, ca_name);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(e)?).map_err(e)?;
     let key = KeyPair::generate().map_err(e)?;
     let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
         .map_err(e)?
         .signed_by(&key, &ca)
         .map_err(e)?;
+    Ok((ca.pem(), cert, key))
+}
+
+/// The review endpoint's TLS: its CA's PEM and a server configuration for 127.0.0.1.
+fn endpoint_tls() -> Result<(String, rustls::ServerConfig), String> {
+    let (ca_pem, cert, key) = loopback_certificate("ark-loadgen review endpoint CA")?;
     let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -166,7 +175,7 @@ fn endpoint_tls() -> Result<(String, rustls::ServerConfig), String> {
         .with_single_cert(vec![cert.der().clone()], der)
         .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((ca.pem(), config))
+    Ok((ca_pem, config))
 }
 
 /// One server configuration and the clients measured against it.

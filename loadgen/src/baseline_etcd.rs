@@ -18,7 +18,6 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, EventType, GetOptions, KvClient, TlsOptions, WatchOptions,
     WatchStream,
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::sync::watch;
 
 use crate::stamps::{pair_from_writes, WriteStamps};
@@ -64,19 +63,9 @@ impl Endpoint {
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (CA, certificate, key).
 fn serving_certificate() -> Result<(String, String, String), String> {
-    let e = |e: rcgen::Error| format!("etcd: generating its certificate: {e}");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "ark-loadgen etcd CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(e)?).map_err(e)?;
-    let key = KeyPair::generate().map_err(e)?;
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .map_err(e)?
-        .signed_by(&key, &ca)
-        .map_err(e)?;
-    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
+    let (ca, cert, key) = crate::auth::loopback_certificate("ark-loadgen etcd CA")
+        .map_err(|e| format!("etcd: {e}"))?;
+    Ok((ca, cert.pem(), key.serialize_pem()))
 }
 
 impl EtcdServer {
