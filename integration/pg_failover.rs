@@ -13,6 +13,7 @@ use serde_json::Value;
 use ark_apiserver::embedded::Cluster;
 
 use crate::harness::connect;
+use crate::replicas::kill;
 use crate::startup_failures::{http, Serve};
 use crate::stream_faults::{
     agent, agents_path, dedicated_cluster, eventually, on_cluster, wait_ready,
@@ -67,6 +68,30 @@ async fn list(base: &str) -> Result<(u64, Vec<String>), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_standby_that_lost_the_last_commits_is_a_gap_and_no_resource_version_names_two_states(
 ) {
+    lost_commits_are_a_gap(Takeover::Race).await;
+}
+
+/// The state a follower relayed came from the old primary's timeline: when it takes the
+/// slot on the promoted standby, where a slot already exists (pre-17 slots do not survive
+/// promotion; someone created this one on the new timeline, at positions below the
+/// follower's), the slot says nothing about the follower's state: it re-seeds, and its
+/// watches get 410. The stalled leader, resumed, follows and re-seeds for the new timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_taking_a_slot_created_on_the_promoted_standby_re_seeds_instead_of_serving_lost_commits(
+) {
+    lost_commits_are_a_gap(Takeover::FollowerOntoExistingSlot).await;
+}
+
+#[derive(PartialEq)]
+enum Takeover {
+    /// Both replicas run on: whichever gets the new primary's slot first leads.
+    Race,
+    /// The leader is stopped (SIGSTOP) before the crash and the slot is created on the
+    /// new primary before the follower reaches it.
+    FollowerOntoExistingSlot,
+}
+
+async fn lost_commits_are_a_gap(takeover: Takeover) {
     let primary = dedicated_cluster(None).await;
     connect(&primary.url("postgres"))
         .await
@@ -127,7 +152,15 @@ async fn a_promoted_standby_that_lost_the_last_commits_is_a_gap_and_no_resource_
     drop(on_standby);
     on_cluster(&standby, |s| s.pause()).await;
 
-    // Acknowledged by the old primary, and lost with it.
+    // Acknowledged by the old primary, and lost with it; two WAL segments further on, so
+    // that their positions are above anything the new timeline writes in this test.
+    let old = connect(&primary.url("ark")).await;
+    for _ in 0..2 {
+        old.batch_execute("CREATE TEMP TABLE w(); DROP TABLE w; SELECT pg_switch_wal()")
+            .await
+            .unwrap();
+    }
+    drop(old);
     let lost = create(&a.base, "lost-1").await;
     create(&b.base, "lost-2").await;
     let mut served = rv_of(&lost);
@@ -149,9 +182,18 @@ async fn a_promoted_standby_that_lost_the_last_commits_is_a_gap_and_no_resource_
 
     // The primary dies; the standby comes back and is promoted.
     let t = std::time::Instant::now();
+    if takeover == Takeover::FollowerOntoExistingSlot {
+        kill(a.pid(), "-STOP");
+    }
     on_cluster(&primary, |p| p.crash()).await;
     on_cluster(&standby, |s| s.resume()).await;
     on_cluster(&standby, |s| s.promote()).await;
+    if takeover == Takeover::FollowerOntoExistingSlot {
+        let new = connect(&standby.url("ark")).await;
+        new.batch_execute("SELECT pg_create_logical_replication_slot('ark_cdc', 'pgoutput')")
+            .await
+            .expect("the slot on the new primary, before the follower's lease wait is over");
+    }
 
     // The open watch ends with 410 Expired (its client relists).
     let body = tokio::time::timeout(Duration::from_secs(60), watch.text())
@@ -163,6 +205,9 @@ async fn a_promoted_standby_that_lost_the_last_commits_is_a_gap_and_no_resource_
         "the watch did not end with 410: {body}\n{}",
         b.stderr()
     );
+    if takeover == Takeover::FollowerOntoExistingSlot {
+        kill(a.pid(), "-CONT");
+    }
     // Both replicas serve the new primary's state, without the lost commits, at a
     // resourceVersion above every one served before the failover.
     for s in [&a, &b] {

@@ -12,7 +12,8 @@ use crate::stream_faults::{agent, agents_path, eventually, wait_ready};
 
 const NS: &str = "replicas";
 
-fn kill(pid: u32, signal: &str) {
+/// Sends `signal` (`-KILL`, `-STOP`, ...) to a server process.
+pub(crate) fn kill(pid: u32, signal: &str) {
     let ok = std::process::Command::new("kill")
         .args([signal, &pid.to_string()])
         .status()

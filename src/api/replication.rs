@@ -18,7 +18,7 @@ use futures_util::stream;
 use super::{error_response, AppState};
 use crate::k8s::query::Query;
 use crate::k8s::status::{ApiError, StatusReason};
-use crate::replica::follow::REPLICA_HEADER;
+use crate::replica::follow::{ORIGIN_HEADER, REPLICA_HEADER};
 use crate::replica::log::{Cursor, StartError};
 use crate::replica::{frame, ReaderGuard, Replica};
 
@@ -92,6 +92,7 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         }
     };
     tracing::info!(%follower, from, "a follower started reading the relay");
+    let origin = replica.origin();
     let reader = Reader {
         guard: replica.reader_connected(&follower),
         tip: replica.log.subscribe(),
@@ -105,10 +106,13 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         let chunk = r.next().await?;
         Some((Ok::<Bytes, actix_web::Error>(chunk), r))
     });
-    HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .insert_header(("cache-control", "no-store"))
-        .streaming(body)
+    let mut ok = HttpResponse::Ok();
+    ok.content_type("application/x-ndjson")
+        .insert_header(("cache-control", "no-store"));
+    if let Some(origin) = origin {
+        ok.insert_header((ORIGIN_HEADER, origin.to_header()));
+    }
+    ok.streaming(body)
 }
 
 fn not_leader() -> HttpResponse {

@@ -136,14 +136,19 @@ impl Consumer {
     }
 
     /// Seeds the state from the table: in the snapshot a new slot exported, or in a new
-    /// one (see the `stream` module docs for why neither leaves a gap).
-    pub async fn seed(&self, snapshot: Option<&str>) -> Result<(), SessionError> {
-        self.seed_at(snapshot, self.state.applied_lsn(), Reseed::AsLoaded)
-            .await
+    /// one (see the `stream` module docs for why neither leaves a gap). `lsn` is where
+    /// the stream that follows starts (the new slot's consistent point, the existing
+    /// one's confirmed position; 0 on a follower, which learns it from the relay): the
+    /// state's applied position becomes exactly that, so that a consistent read waits
+    /// for the stream and never passes on a position of a timeline the seed replaced.
+    pub async fn seed(&self, snapshot: Option<&str>, lsn: u64) -> Result<(), SessionError> {
+        self.seed_at(snapshot, lsn, Reseed::AsLoaded).await
     }
 
     /// A follower's re-seed after the leader's (its Reseed entry, or a 410 from its
     /// relay): from the table as it is, so that its resourceVersion is the leader's.
+    /// `lsn` is the leader's position at its re-seed (0 when unknown: the relay's next
+    /// entry moves it).
     pub async fn reseed_after_leader(&self, lsn: u64) -> Result<(), SessionError> {
         metrics::counter!("ark_cdc_reseeds_total").increment(1);
         self.seed_at(None, lsn, Reseed::AsLoaded).await
@@ -207,6 +212,10 @@ impl Consumer {
         drop(current);
         let rv = rv.max(0) as u64;
         self.store.note_rv(rv);
+        // The position first: between the two a read waits (old state, low position)
+        // rather than passing on the old position with the new state.
+        self.state.rewind_applied_lsn(lsn);
+        self.status.rewind(lsn);
         self.state.reset(objects, rv);
         self.replica.log.seeded(rv, lsn, Instant::now());
         Ok(())

@@ -8,3 +8,4 @@ pub mod rows;
 pub mod slot;
 pub mod status;
 pub mod stream;
+pub mod timeline;

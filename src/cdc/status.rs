@@ -79,6 +79,11 @@ impl StreamStatus {
         }
     }
 
+    /// The state was re-seeded at `lsn` (see [`crate::watch::State::rewind_applied_lsn`]).
+    pub fn rewind(&self, lsn: u64) {
+        self.applied_lsn.store(lsn, Ordering::Release);
+    }
+
     /// `Ok` when serving, or why not.
     pub fn check(&self) -> Result<(), String> {
         if self.serving.load(Ordering::Acquire) {
@@ -125,6 +130,18 @@ mod tests {
         let s = StreamStatus::new();
         s.applied(900);
         s.set_catching_up(800);
+        assert_eq!(s.check(), Ok(()));
+    }
+
+    #[test]
+    fn after_a_re_seed_at_a_lower_position_the_read_point_waits_for_the_new_stream() {
+        let s = StreamStatus::new();
+        s.applied(9_000);
+        s.set_down("the database failed over");
+        s.rewind(1_000);
+        s.set_catching_up(1_100);
+        assert!(s.check().is_err(), "passed on the old timeline's position");
+        s.applied(1_100);
         assert_eq!(s.check(), Ok(()));
     }
 }

@@ -28,6 +28,7 @@ use super::assemble::{Assembler, Input};
 use super::consume::Consumer;
 use super::slot::{self, PreflightError};
 use super::status::StreamStatus;
+use super::timeline;
 use crate::store::connect::{DbConfig, SslMode};
 use crate::store::Store;
 
@@ -227,6 +228,17 @@ async fn session_inner(
     slot::ensure_publication(&sql, &cfg.publication)
         .await
         .map_err(transient)?;
+    let server = slot::server_address(&sql).await.map_err(transient)?;
+    let target = replication_target(&cfg.db.pg, server);
+    let mut repl = ReplicationClient::connect_gated(wire_config(cfg, target)?)
+        .await
+        .map_err(transient)?;
+    let identity = repl.identify_system().await.map_err(transient)?;
+    let now = timeline::Origin {
+        system_id: identity.system_id,
+        timeline: identity.timeline,
+    };
+    let origin = consumer.replica().origin();
     let mut info = slot::inspect(&sql, &cfg.slot).await.map_err(transient)?;
     if let Some(i) = &info {
         if let (true, Some(pid)) = (i.active, i.active_pid) {
@@ -252,16 +264,45 @@ async fn session_inner(
                 ));
             }
         }
-        let moved_past_us =
-            state.is_seeded() && lsn_of(i.confirmed_flush_lsn.as_deref()) > state.applied_lsn();
+        // Positions compare only along one history: a state streamed from another
+        // timeline continues here only if this one branched off it at or after the
+        // state's position (see `timeline`); a slot's positions otherwise say nothing.
+        let continues = match (&origin, &now) {
+            (Some(ours), now) if state.is_seeded() => {
+                let history = if now.timeline > 1 && ours.timeline != now.timeline {
+                    let h = repl
+                        .timeline_history(now.timeline)
+                        .await
+                        .map_err(transient)?;
+                    Some(String::from_utf8_lossy(&h.content).into_owned())
+                } else {
+                    None
+                };
+                timeline::continuity(ours, state.applied_lsn(), now, history.as_deref())
+            }
+            _ => timeline::Continuity::Same,
+        };
+        let diverged = match &continues {
+            timeline::Continuity::Diverged(why) => Some(why.clone()),
+            _ => None,
+        };
+        let moved_past_us = diverged.is_none()
+            && state.is_seeded()
+            && lsn_of(i.confirmed_flush_lsn.as_deref()) > state.applied_lsn();
         let ahead_of_wal = i.is_ahead_of_wal();
-        if i.is_invalidated() || !i.is_usable_logical_pgoutput() || moved_past_us || ahead_of_wal {
+        if i.is_invalidated()
+            || !i.is_usable_logical_pgoutput()
+            || moved_past_us
+            || ahead_of_wal
+            || diverged.is_some()
+        {
             tracing::warn!(
                 slot = %cfg.slot,
                 wal_status = ?i.wal_status,
                 plugin = ?i.plugin,
                 moved_past_us,
                 ahead_of_wal,
+                diverged = diverged.as_deref().unwrap_or("no"),
                 "replication slot cannot continue this server's stream; recreating it (a gap: watches get 410 and relist)"
             );
             metrics::counter!("ark_cdc_slot_recreated_total").increment(1);
@@ -270,13 +311,12 @@ async fn session_inner(
                 .map_err(transient)?;
             info = None;
         }
+    } else if let (Some(ours), true) = (&origin, state.is_seeded()) {
+        if ours != &now {
+            tracing::info!(from = %ours.to_header(), now = %now.to_header(), "the database's timeline changed and the slot is gone; re-seeding from a new slot");
+        }
     }
 
-    let server = slot::server_address(&sql).await.map_err(transient)?;
-    let target = replication_target(&cfg.db.pg, server);
-    let mut repl = ReplicationClient::connect_gated(wire_config(cfg, target)?)
-        .await
-        .map_err(transient)?;
     match info {
         None => {
             let rows = repl
@@ -286,17 +326,25 @@ async fn session_inner(
                 ))
                 .await
                 .map_err(transient)?;
-            let snapshot = rows
-                .first()
-                .and_then(|r| r.get(2).cloned().flatten())
-                .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
+            let column = |i: usize| {
+                rows.first()
+                    .and_then(|r| r.get(i).cloned().flatten())
+                    .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
+            };
+            let snapshot = column(2)
                 .ok_or_else(|| transient("CREATE_REPLICATION_SLOT returned no snapshot"))?;
-            tracing::info!(slot = %cfg.slot, "created replication slot; seeding from its snapshot");
-            consumer.seed(Some(&snapshot)).await?;
+            let consistent_point = lsn_of(column(1).as_deref());
+            tracing::info!(slot = %cfg.slot, consistent_point = %crate::pgoutput::Lsn(consistent_point), "created replication slot; seeding from its snapshot");
+            consumer.seed(Some(&snapshot), consistent_point).await?;
         }
-        Some(_) if !state.is_seeded() => consumer.seed(None).await?,
+        Some(i) if !state.is_seeded() => {
+            consumer
+                .seed(None, lsn_of(i.confirmed_flush_lsn.as_deref()))
+                .await?
+        }
         Some(_) => {}
     }
+    consumer.replica().set_origin(Some(now));
     drop(sql);
     repl.start().await.map_err(transient)?;
     consumer.replica().set_role(crate::replica::Role::Leader);

@@ -12,12 +12,16 @@ use super::peer_tls::PinnedCert;
 use super::{Entry, Role, SILENCE};
 use crate::cdc::assemble::Output;
 use crate::cdc::consume::Consumer;
+use crate::cdc::timeline::Origin;
 use crate::store::replicas::ReplicaRecord;
 
 /// The path of the leader's relay.
 pub const STREAM_PATH: &str = "/internal/replication/v1/stream";
 /// The header that names the follower to the leader.
 pub const REPLICA_HEADER: &str = "x-ark-replica";
+/// The header in which the leader names the cluster and timeline its state was streamed
+/// from (`<system id>/<timeline>`, see [`crate::cdc::timeline::Origin`]).
+pub const ORIGIN_HEADER: &str = "x-ark-origin";
 
 /// How a follow ended.
 #[derive(Debug)]
@@ -45,7 +49,7 @@ async fn follow_inner(leader: &ReplicaRecord, consumer: &Consumer) -> FollowEnd 
     let replica = consumer.replica();
     let state = consumer.state();
     if !state.is_seeded() {
-        if let Err(e) = consumer.seed(None).await {
+        if let Err(e) = consumer.seed(None, 0).await {
             return FollowEnd::Retry(format!("seeding from the table: {e}"));
         }
     }
@@ -90,13 +94,36 @@ async fn follow_inner(leader: &ReplicaRecord, consumer: &Consumer) -> FollowEnd 
         }
     };
     match resp.status().as_u16() {
-        200 => {}
+        200 => {
+            let theirs = resp
+                .headers()
+                .get(ORIGIN_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Origin::from_header);
+            if let (Some(ours), Some(t)) = (replica.origin(), &theirs) {
+                if &ours != t {
+                    // resourceVersions are the database's counter: on another timeline
+                    // the same rv may name another state, so this replica's rv says
+                    // nothing about where to continue on the leader's. Re-seed.
+                    tracing::warn!(ours = %ours.to_header(), theirs = %t.to_header(), leader = %leader.replica_id, "the leader streams from another database timeline; re-seeding (watches get 410)");
+                    replica.set_origin(theirs);
+                    if let Err(e) = consumer.reseed_after_leader(0).await {
+                        return FollowEnd::Retry(format!("re-seeding from the table: {e}"));
+                    }
+                    return FollowEnd::Retry(
+                        "re-seeded for the leader's timeline; following again".into(),
+                    );
+                }
+            }
+            replica.set_origin(theirs);
+        }
         410 => {
             // The leader no longer holds what comes after our rv: re-seed, like a watch
             // that got 410 relists, and follow from the new rv.
             tracing::warn!(from, leader = %leader.replica_id, "the leader's relay no longer covers this replica's position; re-seeding (watches get 410)");
-            let lsn = state.applied_lsn();
-            if let Err(e) = consumer.reseed_after_leader(lsn).await {
+            // The position is the relay's to give (the leader may be on a timeline
+            // whose positions are below this replica's): its next entry sets it.
+            if let Err(e) = consumer.reseed_after_leader(0).await {
                 return FollowEnd::Retry(format!("re-seeding from the table: {e}"));
             }
             return FollowEnd::Retry("re-seeded; following again".into());

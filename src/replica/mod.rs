@@ -141,6 +141,9 @@ pub struct Replica {
     /// The leader's rv as last relayed (followers).
     leader_rv: AtomicU64,
     has_followed: AtomicBool,
+    /// The cluster and timeline the state was streamed from (this replica's own session,
+    /// or its leader's): a session on another timeline checks it before continuing.
+    origin: Mutex<Option<crate::cdc::timeline::Origin>>,
 }
 
 impl Replica {
@@ -156,7 +159,19 @@ impl Replica {
             last_leader_at: AtomicU64::new(0),
             leader_rv: AtomicU64::new(0),
             has_followed: AtomicBool::new(false),
+            origin: Mutex::new(None),
         })
+    }
+
+    pub fn origin(&self) -> Option<crate::cdc::timeline::Origin> {
+        self.origin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_origin(&self, origin: Option<crate::cdc::timeline::Origin>) {
+        *self.origin.lock().unwrap_or_else(PoisonError::into_inner) = origin;
     }
 
     pub fn role(&self) -> Role {

@@ -237,6 +237,13 @@ impl State {
         });
     }
 
+    /// Replaces the applied WAL position, backwards too: a re-seed's state reflects the
+    /// position its stream starts at, which after PostgreSQL fails over to a standby is
+    /// below positions of the old primary's timeline.
+    pub fn rewind_applied_lsn(&self, lsn: u64) {
+        self.inner.lsn.send_replace(lsn);
+    }
+
     // ---- readers ----
 
     /// Whether a [`reset`](Self::reset) has seeded the cache.

@@ -471,6 +471,20 @@ async fn many_lsn_waiters_are_released_by_one_advance() {
     assert!(cache.wait_for_lsn(101, Duration::ZERO).await);
 }
 
+#[tokio::test]
+async fn a_rewound_position_makes_reads_wait_for_the_new_stream_and_then_advances_from_there() {
+    let cache = seeded(Config::default());
+    cache.set_applied_lsn(5_000);
+    // A re-seed on a promoted standby's timeline, whose positions are below the old ones.
+    cache.rewind_applied_lsn(1_200);
+    assert_eq!(cache.applied_lsn(), 1_200);
+    assert!(!cache.wait_for_lsn(1_300, Duration::from_millis(20)).await);
+    cache.set_applied_lsn(1_300);
+    assert!(cache.wait_for_lsn(1_300, Duration::ZERO).await);
+    cache.set_applied_lsn(1_250); // and, from there, never back again
+    assert_eq!(cache.applied_lsn(), 1_300);
+}
+
 #[test]
 fn objects_without_the_indexed_fields_are_refused() {
     let bad = |v: Value| Obj::try_new(v).unwrap_err();
