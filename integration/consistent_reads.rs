@@ -49,12 +49,7 @@ async fn consistent_reads_do_not_wait_for_the_wal_writer() {
 
 /// Sends SIGSTOP or SIGCONT to a PostgreSQL backend.
 fn signal(pid: i32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
+    crate::replicas::kill(pid as u32, sig);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

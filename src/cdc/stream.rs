@@ -264,26 +264,10 @@ async fn session_inner(
                 ));
             }
         }
-        // Positions compare only along one history: a state streamed from another
-        // timeline continues here only if this one branched off it at or after the
-        // state's position (see `timeline`); a slot's positions otherwise say nothing.
-        let continues = match (&origin, &now) {
-            (Some(ours), now) if state.is_seeded() => {
-                let history = if now.timeline > 1 && ours.timeline != now.timeline {
-                    let h = repl
-                        .timeline_history(now.timeline)
-                        .await
-                        .map_err(transient)?;
-                    Some(String::from_utf8_lossy(&h.content).into_owned())
-                } else {
-                    None
-                };
-                timeline::continuity(ours, state.applied_lsn(), now, history.as_deref())
+        let diverged = match (&origin, state.is_seeded()) {
+            (Some(ours), true) => {
+                off_our_history(&mut repl, ours, state.applied_lsn(), &now).await?
             }
-            _ => timeline::Continuity::Same,
-        };
-        let diverged = match &continues {
-            timeline::Continuity::Diverged(why) => Some(why.clone()),
             _ => None,
         };
         let moved_past_us = diverged.is_none()
@@ -357,6 +341,33 @@ async fn session_inner(
         finish(&mut repl, pool, &cfg.slot, consumer).await;
     }
     end
+}
+
+/// Why the state (streamed from `ours`, applied up to `applied`) cannot continue on the
+/// server's timeline `now`, or `None` when it can. Positions compare only along one
+/// history, so another timeline continues the state only if it branched off at or after
+/// `applied` (see `timeline`); its history is asked for only then.
+async fn off_our_history(
+    repl: &mut ReplicationClient,
+    ours: &timeline::Origin,
+    applied: u64,
+    now: &timeline::Origin,
+) -> Result<Option<String>, SessionError> {
+    let history = if now.timeline > 1 && ours.timeline != now.timeline {
+        let h = repl
+            .timeline_history(now.timeline)
+            .await
+            .map_err(transient)?;
+        Some(String::from_utf8_lossy(&h.content).into_owned())
+    } else {
+        None
+    };
+    Ok(
+        match timeline::continuity(ours, applied, now, history.as_deref()) {
+            timeline::Continuity::Diverged(why) => Some(why),
+            _ => None,
+        },
+    )
 }
 
 /// The clean end of a session: report the last applied position, end the stream (CopyDone)
