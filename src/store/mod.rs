@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod replicas;
 pub mod row;
 pub mod seed;
+mod batch;
 pub mod writer;
 
 use std::sync::Arc;

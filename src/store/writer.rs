@@ -20,6 +20,11 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::batch::{self, RunKind};
 use super::error::StoreError;
 use super::row::Columns;
 
@@ -137,7 +142,8 @@ enum StmtResult {
     Wrote(i64),
     /// No row returned: name taken (create) or stale/gone (update, delete).
     NoRow,
-    Failed(tokio_postgres::Error),
+    /// The statement failed (as did every write of its run).
+    Failed(StoreError),
 }
 
 async fn write_batch(pool: &Pool, jobs: Vec<Job>, floor: u64) {
@@ -188,36 +194,55 @@ async fn run_transaction(
     ops: &[&WriteOp],
     floor: u64,
 ) -> Result<Vec<StmtResult>, StoreError> {
-    let prep = |sql: &'static str| async move {
-        client
-            .prepare_cached(sql)
-            .await
-            .map_err(StoreError::from_pg)
+    let prep = |sql: &str| {
+        let sql = sql.to_string();
+        async move {
+            client
+                .prepare_cached(&sql)
+                .await
+                .map_err(StoreError::from_pg)
+        }
     };
     let begin = prep("BEGIN").await?;
     let commit = prep("COMMIT").await?;
-    let insert = prep(INSERT).await?;
-    let update = prep(UPDATE).await?;
-    let delete = prep(DELETE).await?;
-
-    let params: Vec<Vec<&(dyn ToSql + Sync)>> = ops.iter().map(|op| bind(op)).collect();
+    let runs = batch::plan(ops);
+    let mut stmts = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let sql: std::borrow::Cow<'static, str> = match (run.kind, run.jobs.len()) {
+            (RunKind::Create, 1) => INSERT.into(),
+            (RunKind::Update, 1) => UPDATE.into(),
+            (RunKind::Delete, 1) => DELETE.into(),
+            (RunKind::Create, _) => batch::INSERT_MANY.into(),
+            (RunKind::Update, _) => batch::update_many().into(),
+            (RunKind::Delete, _) => batch::delete_many().into(),
+        };
+        stmts.push(prep(&sql).await?);
+        let rows = if run.jobs.len() == 1 { "one" } else { "many" };
+        metrics::counter!("ark_store_write_statements_total", "rows" => rows).increment(1);
+    }
+    // A run of one binds its write's columns; a longer run binds arrays of them.
+    let arrays: Vec<Option<batch::Arrays<'_>>> = runs
+        .iter()
+        .map(|r| (r.jobs.len() > 1).then(|| batch::Arrays::of(ops, r)))
+        .collect();
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = runs
+        .iter()
+        .zip(&arrays)
+        .map(|(r, a)| match a {
+            Some(a) => a.params(r.kind),
+            None => bind(ops[r.jobs[0]]),
+        })
+        .collect();
     let raise = prep(RAISE_COUNTER).await?;
     let floor = floor as i64;
     let raise_params: [&(dyn ToSql + Sync); 1] = [&floor];
     let begin_f = client.query(&begin, &[]);
     // Matches no row (and so locks none) unless the counter is behind the floor.
     let raise_f = client.query(&raise, &raise_params);
-    let stmt_fs: Vec<_> = ops
+    let stmt_fs: Vec<_> = stmts
         .iter()
         .zip(params.iter())
-        .map(|(op, p)| {
-            let stmt = match op {
-                WriteOp::Create(_) => &insert,
-                WriteOp::Update { .. } => &update,
-                WriteOp::Delete { .. } => &delete,
-            };
-            client.query(stmt, p)
-        })
+        .map(|(stmt, p)| client.query(stmt, p))
         .collect();
     let commit_f = client.query(&commit, &[]);
     // join_all polls in order, so the requests go out in order in one pipeline.
@@ -225,25 +250,56 @@ async fn run_transaction(
         tokio::join!(begin_f, raise_f, join_all(stmt_fs), commit_f);
     begin_r.map_err(StoreError::from_pg)?;
     raise_r.map_err(StoreError::from_pg)?;
-    let results: Vec<StmtResult> = stmt_rs
+    let mut results: Vec<Option<StmtResult>> = ops.iter().map(|_| None).collect();
+    let mut failed = false;
+    for (run, r) in runs.iter().zip(stmt_rs) {
+        match r {
+            Ok(rows) if run.jobs.len() == 1 => {
+                results[run.jobs[0]] = Some(match rows.first() {
+                    Some(row) => StmtResult::Wrote(row.get(0)),
+                    None => StmtResult::NoRow,
+                });
+            }
+            Ok(rows) => {
+                let written: HashMap<Uuid, i64> =
+                    rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+                for &i in &run.jobs {
+                    let uid = columns_of(ops[i]).uid;
+                    results[i] = Some(match written.get(&uid) {
+                        Some(rv) => StmtResult::Wrote(*rv),
+                        None => StmtResult::NoRow,
+                    });
+                }
+            }
+            Err(e) => {
+                failed = true;
+                // Every write of a failed statement failed with it; the caller retries
+                // them one by one to find the bad one.
+                let e = StoreError::from_pg(e);
+                for &i in &run.jobs {
+                    results[i] = Some(StmtResult::Failed(e.clone()));
+                }
+            }
+        }
+    }
+    let results: Vec<StmtResult> = results
         .into_iter()
-        .map(|r| match r {
-            Ok(rows) => match rows.first() {
-                Some(row) => StmtResult::Wrote(row.get(0)),
-                None => StmtResult::NoRow,
-            },
-            Err(e) => StmtResult::Failed(e),
-        })
+        .map(|r| r.unwrap_or(StmtResult::NoRow))
         .collect();
     if let Err(e) = commit_r {
-        let all_ok = results.iter().all(|r| !matches!(r, StmtResult::Failed(_)));
-        return Err(if all_ok {
-            StoreError::from_commit(e)
-        } else {
+        return Err(if failed {
             StoreError::from_pg(e)
+        } else {
+            StoreError::from_commit(e)
         });
     }
     Ok(results)
+}
+
+fn columns_of(op: &WriteOp) -> &Columns {
+    match op {
+        WriteOp::Create(c) | WriteOp::Update { cols: c, .. } | WriteOp::Delete { cols: c, .. } => c,
+    }
 }
 
 fn bind(op: &WriteOp) -> Vec<&(dyn ToSql + Sync)> {
@@ -297,7 +353,7 @@ async fn reply_all(client: &Object, jobs: Vec<Job>, results: Vec<StmtResult>) {
             StmtResult::Wrote(rv) => Ok(Written {
                 resource_version: rv,
             }),
-            StmtResult::Failed(e) => Err(StoreError::from_pg(e)),
+            StmtResult::Failed(e) => Err(e),
             StmtResult::NoRow => match &job.op {
                 WriteOp::Create(_) => Err(StoreError::AlreadyExists),
                 // Stale or gone: tell which, so the caller can answer Conflict or NotFound.
