@@ -15,6 +15,12 @@ use ark_apiserver::embedded::Cluster;
 use ark_apiserver::store::connect::{DbConfig, SslMode};
 use ark_apiserver::tls;
 
+// glibc's allocator was about 18% of the server's CPU on the create path (BENCHMARKS.md):
+// every request allocates and frees JSON trees across worker threads. mimalloc's
+// thread-local free lists cut that, and it returns freed memory to the OS more readily.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse_recording_sources();
     let level = match &cli.command {
