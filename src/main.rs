@@ -21,7 +21,19 @@ use ark_apiserver::tls;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc v3's `mi_option_arena_eager_commit` (mimalloc.h; the sys crate names only a few
+/// options). Committing arenas lazily keeps an idle server at glibc's RSS (about 26 MiB
+/// instead of 52); with transparent huge pages off too (the `no_thp` build feature),
+/// 200,000 objects take 1.67× their JSON instead of 1.81× (glibc: 1.56×).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+fn tune_allocator() {
+    // SAFETY: mi_option_set only stores the value; it is called before any thread starts.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse_recording_sources();
     let level = match &cli.command {
         Command::Serve(s) => s.server.log_level.clone(),
