@@ -306,17 +306,16 @@ impl Registry {
         current: bool,
     ) -> Result<Value, AttemptError> {
         let name = object::name(&old).to_string();
-        prepare::for_update(def, &old, &mut new, sub);
+        let old_defaulted = prepare::defaulted(def, &old);
+        prepare::for_update(def, &old, &old_defaulted, &mut new, sub);
         prepare::validate_update(def, &old, &new)?;
-        if prepare::same_object(def, &old, &new) {
+        if prepare::same_object(&old_defaulted, &new) {
             if !current {
                 // "Nothing to write" is only an answer against the current object.
                 return Err(AttemptError::Stale);
             }
             // Nothing changed: kube neither writes nor bumps resourceVersion.
-            let mut old = old;
-            def.schema.apply_defaults(&mut old);
-            return Ok(old);
+            return Ok(old_defaulted);
         }
         managed::record(def, &mut new, Some(&old), sub, opts);
         if opts.dry_run {

@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use super::Subresource;
-use crate::k8s::object::{self, format_time, meta_mut, now, without_metadata, OBJECT_META_FIELDS};
+use crate::k8s::object::{self, format_time, meta_mut, now, OBJECT_META_FIELDS};
 use crate::k8s::resource::ResourceDef;
 use crate::k8s::status::{ApiError, FieldError};
 use crate::k8s::validation;
@@ -157,9 +157,37 @@ pub fn validate_create(def: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
     invalid(def, obj, errs)
 }
 
+/// `old` with the schema's defaults applied: what `new` is compared with after
+/// [`for_update`] (and what a no-op update answers). Made once per attempt.
+pub fn defaulted(def: &ResourceDef, old: &Value) -> Value {
+    let mut o = old.clone();
+    def.schema.apply_defaults(&mut o);
+    o
+}
+
+/// Whether two objects differ outside `metadata`, compared in place.
+fn differs_outside_metadata(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a != b;
+    };
+    let count = |m: &Map<String, Value>| m.keys().filter(|k| k.as_str() != "metadata").count();
+    count(a) != count(b)
+        || a
+            .iter()
+            .filter(|(k, _)| k.as_str() != "metadata")
+            .any(|(k, v)| b.get(k) != Some(v))
+}
+
 /// Carries over what an update may not change, separates spec from status, and sets
 /// `generation`, as kube's strategies do for the main resource and for `/status`.
-pub fn for_update(def: &ResourceDef, old: &Value, new: &mut Value, sub: Subresource) {
+/// `old_defaulted` is [`defaulted`]`(def, old)`.
+pub fn for_update(
+    def: &ResourceDef,
+    old: &Value,
+    old_defaulted: &Value,
+    new: &mut Value,
+    sub: Subresource,
+) {
     // managedFields omitted means "unchanged"; an explicit empty list resets them.
     let new_managed = object::meta(new)
         .and_then(|m| m.get("managedFields"))
@@ -203,10 +231,9 @@ pub fn for_update(def: &ResourceDef, old: &Value, new: &mut Value, sub: Subresou
         def.schema.prune(new);
         def.schema.apply_defaults(new);
     }
-    let mut old_defaulted = old.clone();
-    def.schema.apply_defaults(&mut old_defaulted);
-    let spec_changed = without_metadata(&old_defaulted) != without_metadata(new);
-    let old_meta = object::meta(old).cloned().unwrap_or_default();
+    let spec_changed = differs_outside_metadata(old_defaulted, new);
+    let no_meta = Map::new();
+    let old_meta = object::meta(old).unwrap_or(&no_meta);
     let m = meta_mut(new);
     match new_managed {
         Some(v) => {
@@ -268,9 +295,7 @@ pub fn validate_update(def: &ResourceDef, old: &Value, new: &Value) -> Result<()
 }
 
 /// Whether an update would store exactly what is stored (after defaults), in which case
-/// kube skips the write.
-pub fn same_object(def: &ResourceDef, old: &Value, new: &Value) -> bool {
-    let mut o = old.clone();
-    def.schema.apply_defaults(&mut o);
-    o == *new
+/// kube skips the write. `old_defaulted` is [`defaulted`]`(def, old)`.
+pub fn same_object(old_defaulted: &Value, new: &Value) -> bool {
+    old_defaulted == new
 }
