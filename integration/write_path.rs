@@ -307,8 +307,14 @@ async fn writes_sharing_a_multi_row_statement_keep_their_own_outcomes() {
             let (_, lost) = outcomes.iter().find(|(c, _)| *c == 409).unwrap();
             assert_eq!(lost["reason"], "AlreadyExists", "{lost}");
             let (_, won) = outcomes.iter().find(|(c, _)| *c == 201).unwrap();
-            let rv = won["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-            assert!(rvs.insert(rv.clone()), "resourceVersion {rv} handed out twice");
+            let rv = won["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                rvs.insert(rv.clone()),
+                "resourceVersion {rv} handed out twice"
+            );
             // What was created is what a GET returns.
             let got: Value = http
                 .get(format!("{url}/{name}"))
@@ -354,8 +360,14 @@ async fn writes_sharing_a_multi_row_statement_keep_their_own_outcomes() {
             codes.sort();
             assert_eq!(codes, vec![200, 409], "{name}: {outcomes:?}");
             let (_, won) = outcomes.iter().find(|(c, _)| *c == 200).unwrap();
-            let rv = won["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-            assert!(rvs.insert(rv.clone()), "resourceVersion {rv} handed out twice");
+            let rv = won["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                rvs.insert(rv.clone()),
+                "resourceVersion {rv} handed out twice"
+            );
             let got: Value = http
                 .get(format!("{url}/{name}"))
                 .send()
@@ -370,11 +382,8 @@ async fn writes_sharing_a_multi_row_statement_keep_their_own_outcomes() {
         // Two deletes per object, both conditional on the patched resourceVersion.
         let deletes = (0..2 * NAMES).map(|i| {
             let name = format!("r{round}-{}", i % NAMES);
-            let rv = patched[&name]
-                .iter()
-                .find(|(c, _)| *c == 200)
-                .unwrap()
-                .1["metadata"]["resourceVersion"]
+            let rv = patched[&name].iter().find(|(c, _)| *c == 200).unwrap().1["metadata"]
+                ["resourceVersion"]
                 .clone();
             let (http, url) = (http.clone(), url.clone());
             async move {

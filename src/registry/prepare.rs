@@ -172,8 +172,7 @@ fn differs_outside_metadata(a: &Value, b: &Value) -> bool {
     };
     let count = |m: &Map<String, Value>| m.keys().filter(|k| k.as_str() != "metadata").count();
     count(a) != count(b)
-        || a
-            .iter()
+        || a.iter()
             .filter(|(k, _)| k.as_str() != "metadata")
             .any(|(k, v)| b.get(k) != Some(v))
 }

@@ -296,7 +296,13 @@ mod tests {
 
     #[test]
     fn runs_keep_the_batch_order_where_the_kind_of_write_changes() {
-        let ops = [create("a", 1), update(9), update(8), create("b", 2), delete(5)];
+        let ops = [
+            create("a", 1),
+            update(9),
+            update(8),
+            create("b", 2),
+            delete(5),
+        ];
         assert_eq!(
             shape(&ops),
             vec![
@@ -310,7 +316,12 @@ mod tests {
 
     #[test]
     fn two_creates_of_one_name_go_in_separate_statements() {
-        let ops = [create("a", 1), create("b", 2), create("a", 3), create("c", 4)];
+        let ops = [
+            create("a", 1),
+            create("b", 2),
+            create("a", 3),
+            create("c", 4),
+        ];
         assert_eq!(
             shape(&ops),
             vec![(RunKind::Create, vec![0, 1]), (RunKind::Create, vec![2, 3])]
