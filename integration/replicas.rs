@@ -28,14 +28,10 @@ async fn replica(db: &TestDb, id: &str) -> Serve {
 
 async fn replica_with(db: &TestDb, id: &str, extra: &[&str]) -> Serve {
     let slot = db.slot_name();
-    let mut args = vec![
-        "--slot-name",
-        &slot,
-        "--replica-id",
-        id,
-        "--replication-timeout",
-        "3s",
-    ];
+    let mut args = vec!["--slot-name", &slot, "--replica-id", id];
+    if !extra.contains(&"--replication-timeout") {
+        args.extend_from_slice(&["--replication-timeout", "3s"]);
+    }
     args.extend_from_slice(extra);
     let s = Serve::start(&db.url, &args);
     wait_ready(&http(), &s.base, Duration::from_secs(60)).await;
@@ -401,7 +397,15 @@ async fn a_paused_leader_loses_the_slot_and_after_waking_follows_and_serves_fres
 async fn soft_deleted_rows_are_purged_by_the_leader_only() {
     let db = TestDb::new().await;
     let retention = ["--deleted-retention", "1s"];
-    let a = replica_with(&db, "replica-a", &retention).await;
+    // The leader's walsender outlives a hang by its --replication-timeout counted from
+    // its last status update, which can be up to a second before the hang: 6 s leaves
+    // the 2.5 s below well inside it.
+    let a = replica_with(
+        &db,
+        "replica-a",
+        &["--deleted-retention", "1s", "--replication-timeout", "6s"],
+    )
+    .await;
     let b = replica_with(&db, "replica-b", &retention).await;
     create(&a.base, "doomed").await;
     let sql = db.client().await;
@@ -417,7 +421,7 @@ async fn soft_deleted_rows_are_purged_by_the_leader_only() {
             .get::<_, i64>(0)
         }
     };
-    // The leader hangs: it holds the slot for --replication-timeout (3 s), and the follower
+    // The leader hangs: it holds the slot for its --replication-timeout, and the follower
     // does not take over the leader's once-only work meanwhile.
     kill(a.pid(), "-STOP");
     let stopped = Instant::now();

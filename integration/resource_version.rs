@@ -494,17 +494,28 @@ async fn multi_row_sql_statements_from_several_sessions_keep_resource_versions_i
         }
         assert_eq!(last[&(kind.clone(), name.clone())], rv, "{kind} {name}");
     }
-    let listed: Value = http
-        .get(format!("{base}/apis/ark.mckinsey.com/v1alpha1/queries"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The stream may still be applying the last statements: a consistent read answers
+    // 504 when it does not catch up within its timeout, and is retried.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let listed: Value = loop {
+        let r = http
+            .get(format!("{base}/apis/ark.mckinsey.com/v1alpha1/queries"))
+            .send()
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        match code {
+            200 => break v,
+            503 | 504 if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            _ => panic!("LIST answered {code}: {v}"),
+        }
+    };
     let mut from_api: Vec<(String, String, i64)> = listed["items"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("not a list: {listed}"))
         .iter()
         .map(|o| {
             let m = &o["metadata"];
