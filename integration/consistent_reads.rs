@@ -9,6 +9,15 @@ use serde_json::json;
 use crate::harness::TestServer;
 use crate::stream_faults::{cluster_db, dedicated_cluster};
 
+/// Moves the resourceVersion counter past every row, as a burnt value does: the state can
+/// no longer prove it is current by the counter alone, so each consistent read takes the
+/// round trip through a logical message that these tests are about.
+async fn force_read_point_messages(db: &tokio_postgres::Client) {
+    db.batch_execute("UPDATE resource_version_counter SET value = value + 1")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_reads_do_not_wait_for_the_wal_writer() {
     // A 10 s WAL writer cycle: a confirmation that waited for it would take seconds per read.
@@ -29,6 +38,7 @@ async fn consistent_reads_do_not_wait_for_the_wal_writer() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    force_read_point_messages(&server.db.client().await).await;
 
     let start = Instant::now();
     for _ in 0..5 {
@@ -70,8 +80,10 @@ async fn a_stalled_stream_costs_each_consistent_read_its_own_timeout_not_the_one
         .await
         .unwrap()
         .get(0);
-    // The walsender stops sending: the database answers, the stream does not move.
+    // The walsender stops sending: the database answers, the stream does not move. A
+    // commit the stream has not delivered leaves the state behind.
     signal(pid, "-STOP");
+    force_read_point_messages(&admin).await;
     let start = Instant::now();
     let reads: Vec<_> = (0..4)
         .map(|i| {
@@ -161,6 +173,7 @@ async fn concurrent_consistent_reads_share_round_trips() {
     // Connections first, so that the measured burst arrives together.
     burst(40).await;
     let admin = server.db.client().await;
+    force_read_point_messages(&admin).await;
     admin
         .batch_execute("SELECT pg_create_logical_replication_slot('count_marks', 'test_decoding')")
         .await
@@ -184,5 +197,101 @@ async fn concurrent_consistent_reads_share_round_trips() {
         (1..=20).contains(&marks),
         "40 concurrent consistent reads wrote {marks} read points; they should share them"
     );
+    server.stop().await;
+}
+
+/// On the replica holding the slot, a consistent read whose state has applied up to the
+/// counter writes nothing; and a write made in SQL just before a read is still seen,
+/// whichever way the read point is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_leader_proves_its_read_point_without_writing_and_still_sees_every_commit() {
+    let cluster = dedicated_cluster(None).await;
+    let server = TestServer::start_on(cluster_db(&cluster)).await;
+    let http = server.http();
+    let base = format!(
+        "{}/apis/ark.mckinsey.com/v1alpha1/namespaces/default/agents",
+        server.base_url()
+    );
+    let r = http
+        .post(&base)
+        .json(
+            &json!({"apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+            "metadata": {"name": "a"}, "spec": {"prompt": "hi"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let admin = server.db.client().await;
+    // One read first, so that the state has surely applied the create.
+    assert_eq!(
+        http.get(format!("{base}/a")).send().await.unwrap().status(),
+        200
+    );
+    admin
+        .batch_execute(
+            "SELECT pg_create_logical_replication_slot('count_idle_marks', 'test_decoding')",
+        )
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            http.get(format!("{base}/a")).send().await.unwrap().status(),
+            200
+        );
+        assert_eq!(http.get(&base).send().await.unwrap().status(), 200);
+    }
+    let marks: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_logical_slot_get_changes('count_idle_marks', NULL, NULL) \
+             WHERE data LIKE 'message: transactional: 1 prefix: ark-apiserver/sync%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        marks, 0,
+        "40 consistent reads of an idle leader wrote {marks} read points"
+    );
+
+    // Each SQL commit is visible to the very next consistent read.
+    for i in 0..30 {
+        admin
+            .execute(
+                "UPDATE resources SET annotations = jsonb_build_object('n', $1::text) \
+                 WHERE kind = 'Agent' AND name = 'a' AND deleted_at IS NULL",
+                &[&i.to_string()],
+            )
+            .await
+            .unwrap();
+        let v: serde_json::Value = http
+            .get(format!("{base}/a"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v["metadata"]["annotations"]["n"],
+            i.to_string(),
+            "a consistent read missed a commit made before it: {v}"
+        );
+    }
+    let marks: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_logical_slot_get_changes('count_idle_marks', NULL, NULL) \
+             WHERE data LIKE 'message: transactional: 1 prefix: ark-apiserver/sync%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eprintln!("30 reads right after a commit wrote {marks} read points");
+    admin
+        .batch_execute("SELECT pg_drop_replication_slot('count_idle_marks')")
+        .await
+        .unwrap();
     server.stop().await;
 }

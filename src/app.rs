@@ -209,9 +209,16 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
     let stream_status = Arc::new(StreamStatus::new());
     let (stop_watches, watches_stopping) = tokio::sync::watch::channel(false);
     let (stop_stream, stream_stopping) = tokio::sync::watch::channel(false);
+    let application_name =
+        crate::store::replicas::replication_application_name(&replica.identity.id);
+    let registry = Registry::new(store.clone(), watch_state.clone(), stream_status.clone());
+    registry.set_stream_identity(crate::registry::StreamIdentity {
+        slot: opts.slot_name.clone(),
+        application_name: application_name.clone(),
+    });
     let mut app_state = AppState::new(
         resources,
-        Registry::new(store.clone(), watch_state.clone(), stream_status.clone()),
+        registry,
         opts.max_body_bytes,
         readiness.clone(),
         stream_status.clone(),
@@ -268,9 +275,7 @@ pub async fn start(opts: CompletedConfig) -> Result<Running, StartError> {
         db: opts.db.clone(),
         slot: opts.slot_name.clone(),
         publication: opts.publication_name.clone(),
-        application_name: crate::store::replicas::replication_application_name(
-            &replica.identity.id,
-        ),
+        application_name,
         sender_timeout: opts.replica.sender_timeout,
     };
     let consumer = Consumer::new(

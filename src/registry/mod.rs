@@ -12,6 +12,7 @@ mod options;
 mod patch;
 mod prepare;
 mod reads;
+pub use reads::StreamIdentity;
 mod strategy;
 
 use std::sync::Arc;
@@ -93,6 +94,12 @@ impl Registry {
             state,
             syncer,
         }
+    }
+
+    /// Consistent reads on the replica that holds the slot may then skip writing a
+    /// read point (see `reads`).
+    pub fn set_stream_identity(&self, identity: StreamIdentity) {
+        self.syncer.set_identity(identity);
     }
 
     pub fn state(&self) -> &Arc<State> {

@@ -7,6 +7,14 @@
 //! commit acknowledged before the request precedes that message in the WAL, and logical
 //! decoding delivers in WAL order.
 //!
+//! **Reading instead of writing, when that proves as much.** The message costs a commit
+//! (an fsync) and a trip through decoding, most of a GET's time. On the replica that holds
+//! the slot, a read first asks the database for the resourceVersion counter and whether
+//! this replica's walsender holds the slot there ([`Store::probe_read_point`]). If it does
+//! and the state has applied up to the counter, nothing acknowledged is missing and no
+//! message is written; otherwise (writes in flight, a follower, a stream attached to
+//! another server) the round writes its message as before.
+//!
 //! **Sharing one round trip without queueing.** Readers join a *round*: the round's
 //! emitter writes the message once and publishes its position to every reader that joined
 //! before the message was written (a reader that joins later needs a later message, and
@@ -37,10 +45,28 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a read of resourceVersion N waits for the state to reach N (kube: 3 s).
 const TOO_NEW_WAIT: Duration = Duration::from_secs(3);
 
-type RoundResult = Option<Result<SyncMark, StoreError>>;
+/// Where a round found the read point.
+#[derive(Debug, Clone)]
+enum ReadPoint {
+    /// The state had already applied everything committed before the round began.
+    Reached,
+    /// The message written; the state reflects every earlier commit once it passes it.
+    Mark(SyncMark),
+}
+
+type RoundResult = Option<Result<ReadPoint, StoreError>>;
+
+/// The slot and this replica's replication application name, for the probe.
+#[derive(Debug, Clone)]
+pub struct StreamIdentity {
+    pub slot: String,
+    pub application_name: String,
+}
 
 struct Rounds {
     store: Arc<Store>,
+    state: Arc<State>,
+    identity: Mutex<Option<StreamIdentity>>,
     /// The round readers arriving now join; its emitter takes it out when it writes.
     open: Mutex<Option<watch::Sender<RoundResult>>>,
     /// Held while a message is being written.
@@ -56,14 +82,25 @@ pub struct Syncer {
 impl Syncer {
     pub fn new(store: Arc<Store>, state: Arc<State>, status: Arc<StreamStatus>) -> Self {
         Syncer {
-            state,
+            state: Arc::clone(&state),
             status,
             rounds: Arc::new(Rounds {
                 store,
+                state,
+                identity: Mutex::new(None),
                 open: Mutex::new(None),
                 emitting: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Lets rounds probe before they write (see the module's documentation).
+    pub fn set_identity(&self, identity: StreamIdentity) {
+        *self
+            .rounds
+            .identity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(identity);
     }
 
     /// Returns once the state reflects every commit made before this call: 503 while the
@@ -79,7 +116,11 @@ impl Syncer {
             Err(_) => return Err(self.timed_out(None)),
         };
         let mark = match mark {
-            Some(Ok(m)) => m,
+            Some(Ok(ReadPoint::Reached)) => {
+                metrics::counter!("ark_consistent_read_probes_total").increment(1);
+                return Ok(());
+            }
+            Some(Ok(ReadPoint::Mark(m))) => m,
             Some(Err(e)) => return Err(storage_unavailable(&e)),
             None => return Err(self.timed_out(None)),
         };
@@ -144,13 +185,34 @@ async fn emit(rounds: Arc<Rounds>, tx: watch::Sender<RoundResult>) {
             *open = None;
         }
     }
-    let result = match tokio::time::timeout(SYNC_TIMEOUT, rounds.store.emit_sync_message()).await {
+    let result = match tokio::time::timeout(SYNC_TIMEOUT, read_point(&rounds)).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::Internal(
             "writing the read point did not finish in time".into(),
         )),
     };
     tx.send_replace(Some(result));
+}
+
+/// The probe, and the message when the probe does not prove the read point.
+async fn read_point(rounds: &Rounds) -> Result<ReadPoint, StoreError> {
+    let identity = rounds
+        .identity
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(id) = identity {
+        let (counter, attached) = rounds
+            .store
+            .probe_read_point(&id.slot, &id.application_name)
+            .await?;
+        // Read after the probe answered: the state only moves forward within a session,
+        // and a re-seed onto another history first makes the stream not serving.
+        if attached && rounds.state.rv() >= counter {
+            return Ok(ReadPoint::Reached);
+        }
+    }
+    rounds.store.emit_sync_message().await.map(ReadPoint::Mark)
 }
 
 impl Registry {

@@ -4,13 +4,13 @@
 //! ([`row`]), the group-commit writer ([`writer`]) and the classification of database errors
 //! ([`error`]). Callers hand it whole objects and get whole objects back; they never see SQL.
 
+mod batch;
 pub mod connect;
 pub mod error;
 pub mod migrate;
 pub mod replicas;
 pub mod row;
 pub mod seed;
-mod batch;
 pub mod writer;
 
 use std::sync::Arc;
@@ -149,6 +149,36 @@ impl Store {
             lsn,
             resource_version: resource_version.max(0) as u64,
         })
+    }
+
+    /// The resourceVersion counter as a fresh snapshot sees it, and whether `slot` on this
+    /// server is held right now by the walsender named `application_name` (this replica's
+    /// replication connection). Writes nothing.
+    ///
+    /// When both hold and the state has applied up to the counter, the state reflects
+    /// every commit made before this call: each commit raises the counter, commits are in
+    /// counter order, and the state applies them in that order from this very server. The
+    /// slot check is what makes "this very server" true: after a PostgreSQL failover the
+    /// pool may reach a promoted standby whose counter is behind what the state holds
+    /// (commits lost with the old primary), while the stream is still attached elsewhere.
+    pub async fn probe_read_point(
+        &self,
+        slot: &str,
+        application_name: &str,
+    ) -> Result<(u64, bool), StoreError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT (SELECT value FROM resource_version_counter),                  EXISTS (SELECT 1 FROM pg_replication_slots s                          JOIN pg_stat_replication w ON w.pid = s.active_pid                          WHERE s.slot_name = $1 AND s.active AND w.application_name = $2)",
+            )
+            .await
+            .map_err(StoreError::from_pg)?;
+        let row = c
+            .query_one(&stmt, &[&slot, &application_name])
+            .await
+            .map_err(StoreError::from_pg)?;
+        let counter: i64 = row.get(0);
+        Ok((counter.max(0) as u64, row.get(1)))
     }
 
     /// A tiny non-transactional logical message, for the change stream to acknowledge while
