@@ -42,6 +42,10 @@ use crate::watch::{Obj, State};
 
 /// How long a consistent read waits for its round trip before giving up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a replica that found itself not holding the slot skips the probe: a follower
+/// then pays one probe a second rather than one per read, and a follower that becomes the
+/// leader starts proving read points by the counter within this long.
+const UNATTACHED_PAUSE: Duration = Duration::from_secs(1);
 /// How long a read of resourceVersion N waits for the state to reach N (kube: 3 s).
 const TOO_NEW_WAIT: Duration = Duration::from_secs(3);
 
@@ -67,6 +71,9 @@ struct Rounds {
     store: Arc<Store>,
     state: Arc<State>,
     identity: Mutex<Option<StreamIdentity>>,
+    /// When a probe last found this replica's walsender not holding the slot (a follower):
+    /// for [`UNATTACHED_PAUSE`] after that, rounds write their message without probing.
+    unattached_at: Mutex<Option<Instant>>,
     /// The round readers arriving now join; its emitter takes it out when it writes.
     open: Mutex<Option<watch::Sender<RoundResult>>>,
     /// Held while a message is being written.
@@ -88,6 +95,7 @@ impl Syncer {
                 store,
                 state,
                 identity: Mutex::new(None),
+                unattached_at: Mutex::new(None),
                 open: Mutex::new(None),
                 emitting: tokio::sync::Mutex::new(()),
             }),
@@ -201,7 +209,12 @@ async fn read_point(rounds: &Rounds) -> Result<ReadPoint, StoreError> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    if let Some(id) = identity {
+    let paused = rounds
+        .unattached_at
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some_and(|at| at.elapsed() < UNATTACHED_PAUSE);
+    if let (Some(id), false) = (identity, paused) {
         let (counter, attached) = rounds
             .store
             .probe_read_point(&id.slot, &id.application_name)
@@ -210,6 +223,12 @@ async fn read_point(rounds: &Rounds) -> Result<ReadPoint, StoreError> {
         // and a re-seed onto another history first makes the stream not serving.
         if attached && rounds.state.rv() >= counter {
             return Ok(ReadPoint::Reached);
+        }
+        if !attached {
+            *rounds
+                .unattached_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
     }
     rounds.store.emit_sync_message().await.map(ReadPoint::Mark)
