@@ -125,12 +125,11 @@ fn changed(rv: Rv) -> Arc<Obj> {
 
 /// A JSON watch frame, as `api/watch.rs` writes one from the object's stored JSON.
 fn frame(ty: EventType, obj: &Obj) -> Frame {
-    let json = obj.json();
-    let mut b = Vec::with_capacity(json.len() + 32);
+    let mut b = Vec::with_capacity(obj.json_len() + 32);
     b.extend_from_slice(b"{\"type\":\"");
     b.extend_from_slice(ty.as_str().as_bytes());
     b.extend_from_slice(b"\",\"object\":");
-    b.extend_from_slice(json);
+    obj.with_json(|j| b.extend_from_slice(j));
     b.extend_from_slice(b"}\n");
     Ok(Bytes::from(b))
 }

@@ -5,6 +5,7 @@ mod arkrc;
 mod audit_log;
 mod auth_certs;
 mod auth_delegated;
+mod backfill;
 mod backup_restore;
 mod bench_script;
 mod consistent_reads;

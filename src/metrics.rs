@@ -71,6 +71,9 @@ pub fn record_watch(state: &crate::watch::State) {
     for (kind, n) in state.object_counts() {
         metrics::gauge!("ark_watch_objects", "kind" => kind).set(n as f64);
     }
+    for (kind, n) in state.cold_counts() {
+        metrics::gauge!("ark_watch_cold_objects", "kind" => kind).set(n as f64);
+    }
     metrics::gauge!("ark_watch_resource_version").set(state.rv() as f64);
     metrics::gauge!("ark_watch_retained_snapshots").set(state.retained_snapshots() as f64);
 }

@@ -210,7 +210,7 @@ async fn dispatch(
                 // The object's JSON was serialized once when it entered the state.
                 Shape::Plain if out.encoding == Encoding::Json => HttpResponse::Ok()
                     .insert_header((header::CONTENT_TYPE, out.content_type()))
-                    .body(obj.json().clone()),
+                    .body(obj.json()),
                 _ => render_object(def, obj.value().clone(), out, include, StatusCode::OK),
             })
         }
@@ -400,7 +400,7 @@ fn render_list(
 ) -> HttpResponse {
     let v = match out.shape {
         Shape::Plain if out.encoding == Encoding::Json => {
-            let size: usize = r.items.iter().map(|o| o.json().len() + 1).sum();
+            let size: usize = r.items.iter().map(|o| o.json_len() + 1).sum();
             let mut resp = HttpResponse::Ok();
             resp.insert_header((header::CONTENT_TYPE, out.content_type()));
             if size <= registry::LIST_CHUNK {

@@ -14,7 +14,7 @@ use crate::k8s::status::{ApiError, Details};
 use crate::k8s::table::{self, IncludeObject};
 use crate::registry::ListOptions;
 use crate::watch::{
-    EncodeError, EventType, Frame, Start, State, Watch, WatchEnd, WatchError, WatchItem,
+    EncodeError, EventType, Frame, Obj, Start, State, Watch, WatchEnd, WatchError, WatchItem,
     WatchRequest,
 };
 
@@ -141,12 +141,12 @@ fn type_name(t: EventType) -> &'static str {
 
 /// Appends `{"type":T,"object":<obj>}\n`, from the object's JSON serialized once at apply
 /// time.
-fn write_json_event(buf: &mut BytesMut, t: EventType, obj_json: &[u8]) {
-    buf.reserve(obj_json.len() + 32);
+fn write_json_event(buf: &mut BytesMut, t: EventType, obj: &Obj) {
+    buf.reserve(obj.json_len() + 32);
     buf.extend_from_slice(b"{\"type\":\"");
     buf.extend_from_slice(type_name(t).as_bytes());
     buf.extend_from_slice(b"\",\"object\":");
-    buf.extend_from_slice(obj_json);
+    obj.with_json(|j| buf.extend_from_slice(j));
     buf.extend_from_slice(b"}\n");
 }
 
@@ -219,7 +219,7 @@ async fn next_chunk(s: &mut Streaming) -> Option<Bytes> {
 fn item_into(s: &mut Streaming, item: WatchItem, buf: &mut BytesMut) -> bool {
     let bytes = match item {
         WatchItem::Event(ev) if s.out.shape == Shape::Plain => {
-            write_json_event(buf, ev.ty(), ev.object().json());
+            write_json_event(buf, ev.ty(), ev.object());
             None
         }
         WatchItem::Event(ev) => {
@@ -356,7 +356,7 @@ fn encode(ev: &crate::watch::WatchEvent, def: &ResourceDef, out: Output) -> Fram
         }
         Shape::Plain => {
             let mut buf = BytesMut::new();
-            write_json_event(&mut buf, ev.ty(), ev.object().json());
+            write_json_event(&mut buf, ev.ty(), ev.object());
             Ok(buf.freeze())
         }
     }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::rows::{Layout, Row, RowError};
 use crate::pgoutput::{Decoder, Message, ProtocolVersion};
 use crate::store::row::Columns;
-use crate::watch::{Change, Obj, Rv, State};
+use crate::watch::{Change, Dict, Obj, Rv, State};
 
 /// What the assembler needs to know of the state it feeds: how far it is, and the stored
 /// object of a row (the previous image of an UPDATE whose TOASTed columns are unchanged,
@@ -31,6 +31,10 @@ use crate::watch::{Change, Obj, Rv, State};
 pub trait Known {
     fn rv(&self) -> Rv;
     fn by_uid(&self, uid: &Uuid) -> Option<Arc<Obj>>;
+    /// The dictionary the state compresses a kind's cold objects with, if it has one.
+    fn dict(&self, _kind: &str) -> Option<Arc<Dict>> {
+        None
+    }
 }
 
 impl Known for State {
@@ -40,7 +44,17 @@ impl Known for State {
     fn by_uid(&self, uid: &Uuid) -> Option<Arc<Obj>> {
         self.get_by_uid(&uid.to_string())
     }
+    fn dict(&self, kind: &str) -> Option<Arc<Dict>> {
+        State::dict(self, kind)
+    }
 }
+
+/// A transaction with more changed rows than this is a backfill: its objects are built
+/// cold (compressed with their kind's dictionary) as they arrive. Held plain, a
+/// 200,000-row UPDATE of every object kept a plain copy of each until the state trimmed
+/// its events, on top of the cold versions it replaced (2.4 times the JSON at the peak).
+/// A watcher then decompresses each event it is sent, about half a microsecond.
+pub const BACKFILL_ROWS: usize = 1_000;
 
 /// One replication event, as the wire layer hands it over.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +114,8 @@ struct Txn {
     images: HashMap<Uuid, Arc<Obj>>,
     /// Why the transaction cannot be applied as a change list, once known.
     gap: Option<String>,
+    /// The last kind a backfill's row was of, and its dictionary.
+    dict: Option<(String, Option<Arc<Dict>>)>,
 }
 
 /// The assembler of one replication session (a Relation message is sent once per session,
@@ -196,7 +212,7 @@ impl Rows<'_> {
                     return Ok(());
                 }
                 let row = l.row(&ins.new, *del, None)?;
-                push(self.txn, row, applied_rv);
+                push(self.txn, row, applied_rv, self.known);
             }
             Message::Update(up) => {
                 let (l, del) = current(self.layout, up.relation_id)?;
@@ -220,7 +236,7 @@ impl Rows<'_> {
                     .flatten()
                     .and_then(|o| Columns::from_object(&o.value()).ok());
                 match l.row(&up.new, *del, prev.as_ref()) {
-                    Ok(row) => push(self.txn, row, applied_rv),
+                    Ok(row) => push(self.txn, row, applied_rv, known),
                     // A row this server never saw live (an edit of an already-deleted
                     // row): nothing a watcher could be told about.
                     Err(RowError::UnknownToast(_)) if prev.is_none() => {}
@@ -269,16 +285,26 @@ fn current(
     }
 }
 
-fn push(txn: &mut Txn, row: Row, applied_rv: Rv) {
+fn push(txn: &mut Txn, row: Row, applied_rv: Rv, known: &dyn Known) {
     if rv_of(row.resource_version) <= applied_rv {
         // The state holds this version: a later change of the row finds its image there.
         return;
     }
     let uid = row.cols.uid;
-    let obj = Arc::new(Obj::new(crate::store::row::assemble(
-        row.cols,
-        row.resource_version,
-    )));
+    let mut obj = Obj::new(crate::store::row::assemble(row.cols, row.resource_version));
+    if txn.changes.len() >= BACKFILL_ROWS {
+        if txn
+            .dict
+            .as_ref()
+            .is_none_or(|(k, _)| k.as_str() != obj.kind())
+        {
+            txn.dict = Some((obj.kind().to_string(), known.dict(obj.kind())));
+        }
+        if let Some((_, Some(dict))) = &txn.dict {
+            obj = obj.cooled(dict).unwrap_or(obj);
+        }
+    }
+    let obj = Arc::new(obj);
     txn.images.insert(uid, Arc::clone(&obj));
     txn.changes.push(if row.deleted {
         Change::Delete(obj)
@@ -412,6 +438,96 @@ mod tests {
             Ok(Some(Output::Gap { why, end_lsn: 9 })) => assert_eq!(why, "resources was truncated"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// An Insert of `resources` (relation 7) in pgoutput's binary format.
+    fn insert(i: u64) -> Bytes {
+        use crate::pgoutput::{Insert, TupleData, TupleValue};
+        use crate::store::row::{Column, JsonColumn};
+        let bin = |b: Vec<u8>| TupleValue::Binary(Bytes::from(b));
+        let text = |t: String| bin(t.into_bytes());
+        let jsonb = |v: serde_json::Value| {
+            let mut b = vec![1];
+            b.extend(serde_json::to_vec(&v).unwrap());
+            bin(b)
+        };
+        let mut columns: Vec<TupleValue> = Column::ALL
+            .iter()
+            .map(|c| match c {
+                Column::Uid => bin(Uuid::from_u128(u128::from(i) + 1).as_bytes().to_vec()),
+                Column::Kind => text("Query".into()),
+                Column::ApiVersion => text("ark.mckinsey.com/v1alpha1".into()),
+                Column::Namespace => text(format!("ns-{}", i % 3)),
+                Column::Name => text(format!("query-{i}")),
+                Column::ResourceVersion => bin((i as i64 + 1).to_be_bytes().to_vec()),
+                Column::Generation => bin(1i64.to_be_bytes().to_vec()),
+                Column::Json(JsonColumn::Spec) => jsonb(serde_json::json!({
+                    "input": format!("Summarise report {i} and list the three largest changes."),
+                    "targets": [{"type": "agent", "name": format!("agent-{}", i % 10)}],
+                })),
+                Column::Json(JsonColumn::Labels) => {
+                    jsonb(serde_json::json!({"agent": format!("agent-{}", i % 10)}))
+                }
+                Column::Json(_) => TupleValue::Null,
+                Column::CreatedAt => bin(800_000_000_000_000i64.to_be_bytes().to_vec()),
+                Column::DeletionTimestamp => TupleValue::Null,
+            })
+            .collect();
+        columns.push(TupleValue::Null);
+        crate::pgoutput::tests::encode::encode(&Message::Insert(Insert {
+            xid: None,
+            relation_id: 7,
+            new: TupleData { columns },
+        }))
+    }
+
+    /// A state with a dictionary for Queries and nothing applied.
+    struct WithDict(Arc<Dict>);
+    impl Known for WithDict {
+        fn rv(&self) -> Rv {
+            0
+        }
+        fn by_uid(&self, _: &Uuid) -> Option<Arc<Obj>> {
+            None
+        }
+        fn dict(&self, kind: &str) -> Option<Arc<Dict>> {
+            (kind == "Query").then(|| Arc::clone(&self.0))
+        }
+    }
+
+    fn commit_of(rows: u64, known: &dyn Known) -> Vec<Change> {
+        let mut a = Assembler::new();
+        a.push(Input::Begin, known).unwrap();
+        a.push(Input::Data(relation(7, "resources")), known)
+            .unwrap();
+        for i in 0..rows {
+            a.push(Input::Data(insert(i)), known).unwrap();
+        }
+        match a.push(Input::Commit { end_lsn: 1 }, known) {
+            Ok(Some(Output::Commit { changes, .. })) => changes,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_backfills_rows_past_the_first_thousand_are_built_cold_with_the_same_json() {
+        let plain = commit_of(BACKFILL_ROWS as u64 + 300, &Empty);
+        assert!(plain.iter().all(|c| !c.object().is_cold()));
+        let sample: Vec<Bytes> = plain.iter().map(|c| c.object().json()).collect();
+        let dict = Arc::new(Dict::train(sample.iter().map(|b| &b[..])).unwrap());
+        let known = WithDict(dict);
+        let cold = commit_of(BACKFILL_ROWS as u64 + 300, &known);
+        assert_eq!(cold.len(), plain.len());
+        for (i, (p, c)) in plain.iter().zip(&cold).enumerate() {
+            assert_eq!(c.object().is_cold(), i >= BACKFILL_ROWS, "row {i}");
+            assert_eq!(c.object().json(), p.object().json(), "row {i}");
+            assert_eq!(
+                c.object().labels().collect::<Vec<_>>(),
+                p.object().labels().collect::<Vec<_>>()
+            );
+        }
+        // A small transaction stays plain whatever the state has.
+        assert!(commit_of(50, &known).iter().all(|c| !c.object().is_cold()));
     }
 
     proptest! {

@@ -381,7 +381,7 @@ pub fn list_json(def: &ResourceDef, r: &ListResult) -> Vec<u8> {
     let head =
         json!({"apiVersion": def.api_version, "kind": def.list_kind, "metadata": list_meta(r)})
             .to_string();
-    let size: usize = r.items.iter().map(|o| o.json().len() + 1).sum();
+    let size: usize = r.items.iter().map(|o| o.json_len() + 1).sum();
     let mut out = Vec::with_capacity(head.len() + size + 16);
     out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
     out.extend_from_slice(b",\"items\":[");
@@ -389,7 +389,7 @@ pub fn list_json(def: &ResourceDef, r: &ListResult) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(o.json());
+        o.with_json(|j| out.extend_from_slice(j));
     }
     out.extend_from_slice(b"]}");
     out
@@ -418,7 +418,7 @@ pub fn list_json_chunks(
                     if i > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(o.json());
+                    o.with_json(|j| out.extend_from_slice(j));
                 }
                 None => {
                     out.extend_from_slice(b"]}");

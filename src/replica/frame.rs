@@ -39,7 +39,7 @@ pub fn encode(entry: &Entry, at_micros: i64) -> Bytes {
     let mut b = BytesMut::with_capacity(128);
     match entry {
         Entry::Commit { rv, lsn, changes } => {
-            let size: usize = changes.iter().map(|c| c.object().json().len() + 12).sum();
+            let size: usize = changes.iter().map(|c| c.object().json_len() + 12).sum();
             b.reserve(size);
             b.put_slice(
                 format!(
@@ -56,7 +56,7 @@ pub fn encode(entry: &Entry, at_micros: i64) -> Bytes {
                     Change::Put(_) => b"{\"put\":",
                     Change::Delete(_) => b"{\"delete\":",
                 });
-                b.put_slice(c.object().json());
+                c.object().with_json(|j| b.put_slice(j));
                 b.put_u8(b'}');
             }
             b.put_slice(b"]}}\n");

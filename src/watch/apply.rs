@@ -1,12 +1,13 @@
 //! The single writer: turns committed transactions into the next snapshot and its events.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use imbl::OrdMap;
 
 use super::object::{Change, Event, EventType, Obj, Rv};
+use super::pack::{self, Dict};
 use super::snapshot::{ByKey, ByUid, KindState, Snapshot, Uids};
 use super::HistoryLimits;
 
@@ -76,12 +77,54 @@ pub(crate) fn next_snapshot(
         .collect();
     for kind in stale {
         if let Some(ks) = next.kinds.get_mut(&kind) {
-            trimmed |= ks.trim(limits, now);
+            let dropped = ks.trim(limits, now);
+            trimmed |= !dropped.is_empty();
+            cool_dropped(ks, &mut next.uids, &dropped);
         }
     }
     out.rv = next.rv;
     let changed = next.rv != cur.rv || trimmed;
     (changed.then_some(next), out, touched)
+}
+
+/// Compresses the live objects whose last event just left the history: until then the
+/// event held the plain object anyway, and a cold copy would have been a second one.
+fn cool_dropped(ks: &mut KindState, uids: &mut Uids, dropped: &[Arc<Event>]) {
+    let mut dict = None;
+    for ev in dropped {
+        let obj = ev.object();
+        if obj.is_cold() || ev.ty() == super::object::EventType::Deleted {
+            continue;
+        }
+        let live = ks
+            .objects
+            .get(obj.key())
+            .is_some_and(|o| Arc::ptr_eq(&o.0, obj));
+        if !live {
+            continue;
+        }
+        if dict.is_none() {
+            dict = Some(ks.dict());
+        }
+        let Some(Some(d)) = &dict else {
+            return;
+        };
+        if let Some(cold) = obj.cooled(d) {
+            replace(ks, uids, Arc::new(cold));
+        }
+    }
+}
+
+/// Puts `obj` in place of the version with its key and rv: the same object, held
+/// another way (no event).
+fn replace(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>) {
+    index(uids, &obj);
+    ks.cold += usize::from(obj.is_cold());
+    if let Some(old) = ks.objects.insert(ByKey(Arc::clone(&obj))) {
+        ks.labels.remove(&old.0);
+        ks.cold -= usize::from(old.0.is_cold());
+    }
+    ks.labels.add(&obj);
 }
 
 /// Points the uid index at this version of the object.
@@ -126,11 +169,7 @@ fn put(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>, now: Instant) -> Opti
             )]
         }
     };
-    index(uids, &obj);
-    if let Some(old) = ks.objects.insert(ByKey(Arc::clone(&obj))) {
-        ks.labels.remove(&old.0);
-    }
-    ks.labels.add(&obj);
+    replace(ks, uids, obj);
     Some(events)
 }
 
@@ -145,6 +184,7 @@ fn delete(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>, now: Instant) -> O
     }
     ks.objects.remove(obj.key());
     ks.labels.remove(&old);
+    ks.cold -= usize::from(old.is_cold());
     uids.remove(old.uid());
     // A delete of another incarnation than the one we hold still means the key is gone;
     // the watcher knew the one we hold, so it is the one reported gone.
@@ -163,24 +203,25 @@ fn delete(ks: &mut KindState, uids: &mut Uids, obj: Arc<Obj>, now: Instant) -> O
 }
 
 /// The state a reset installs: `objects` as the live set at `rv`, empty history.
-pub(crate) fn seeded(cur: &Snapshot, objects: Vec<Arc<Obj>>, rv: Rv) -> Snapshot {
+pub(crate) fn seeded(cur: &Snapshot, mut objects: Vec<Arc<Obj>>, rv: Rv) -> Snapshot {
     let mut kinds: OrdMap<String, KindState> = OrdMap::new();
     let mut uids = Uids::new();
+    let mut dicts = cool_seed(cur, &mut objects);
     // A seed read in one snapshot has no object above its rv; if one does, the state must
     // still cover it, or its own change would be applied (and sent) again.
     let rv = objects.iter().map(|o| o.rv()).fold(rv, Rv::max);
     for obj in objects {
         let kind = obj.kind().to_string();
         if !kinds.contains_key(&kind) {
-            kinds.insert(kind.clone(), KindState::new(rv));
+            let mut ks = KindState::new(rv);
+            ks.dict = dicts.remove(&kind);
+            kinds.insert(kind.clone(), ks);
         }
         let ks = kinds.get_mut(&kind).expect("inserted above");
-        if let Some(old) = ks.objects.insert(ByKey(Arc::clone(&obj))) {
+        if let Some(old) = ks.objects.get(obj.key()) {
             uids.remove(old.0.uid());
-            ks.labels.remove(&old.0);
         }
-        ks.labels.add(&obj);
-        index(&mut uids, &obj);
+        replace(ks, &mut uids, obj);
     }
     let mut next = cur.successor();
     next.rv = rv;
@@ -189,4 +230,53 @@ pub(crate) fn seeded(cur: &Snapshot, objects: Vec<Arc<Obj>>, rv: Rv) -> Snapshot
     next.kinds = kinds;
     next.uids = uids;
     next
+}
+
+/// Compresses a seed's objects, kind by kind, with the kind's dictionary (the one the
+/// state already has, or one trained on a sample of the seed). A seed's objects are as
+/// old as objects get: none of them is in a history yet.
+fn cool_seed(cur: &Snapshot, objects: &mut [Arc<Obj>]) -> BTreeMap<String, Arc<Dict>> {
+    let mut dicts = BTreeMap::new();
+    // Seeds arrive ordered by kind; sorting here keeps this right for any caller.
+    if !objects.is_sorted_by(|a, b| a.kind() <= b.kind()) {
+        objects.sort_by(|a, b| a.kind().cmp(b.kind()));
+    }
+    let mut rest = objects;
+    while let Some(first) = rest.first() {
+        let kind = first.kind().to_string();
+        let n = rest.iter().take_while(|o| o.kind() == kind).count();
+        let (group, tail) = rest.split_at_mut(n);
+        rest = tail;
+        let dict = cur
+            .kinds
+            .get(&kind)
+            .and_then(|k| k.dict.clone())
+            .or_else(|| {
+                let step = (group.len() / pack::MAX_SAMPLES).max(1);
+                let sample: Vec<_> = group.iter().step_by(step).map(|o| o.json()).collect();
+                Dict::train(sample.iter().map(|b| &b[..])).map(Arc::new)
+            });
+        let Some(dict) = dict else { continue };
+        cool_all(group, &dict);
+        dicts.insert(kind, dict);
+    }
+    dicts
+}
+
+/// Replaces each plain object of `group` by its cold copy, on every core: a seed of a
+/// million objects takes about two seconds of one.
+fn cool_all(group: &mut [Arc<Obj>], dict: &Arc<Dict>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = group.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for part in group.chunks_mut(chunk) {
+            s.spawn(move || {
+                for o in part {
+                    if let Some(cold) = o.cooled(dict) {
+                        *o = Arc::new(cold);
+                    }
+                }
+            });
+        }
+    });
 }

@@ -36,6 +36,7 @@
 mod apply;
 mod labels;
 mod object;
+mod pack;
 mod snapshot;
 mod stream;
 
@@ -45,6 +46,8 @@ mod proptests;
 mod proptests_labels;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cold;
 #[cfg(test)]
 mod tests_watch;
 
@@ -58,6 +61,7 @@ use tokio::sync::watch;
 
 pub use apply::ApplyOutcome;
 pub use object::{Change, EncodeError, Event, EventType, Frame, Obj, ObjError, Rv};
+pub use pack::{Dict, UnpackError};
 pub use snapshot::Snapshot;
 pub use stream::{Start, Watch, WatchEnd, WatchError, WatchEvent, WatchItem, WatchRequest};
 
@@ -358,6 +362,25 @@ impl State {
         snap.kinds
             .iter()
             .map(|(k, ks)| (k.clone(), ks.objects.len()))
+            .collect()
+    }
+
+    /// The dictionary `kind`'s cold objects are compressed with, if it has one.
+    pub fn dict(&self, kind: &str) -> Option<Arc<Dict>> {
+        self.inner
+            .current
+            .load()
+            .kinds
+            .get(kind)
+            .and_then(|k| k.dict.clone())
+    }
+
+    /// Per kind, how many of its live objects are held compressed (cold).
+    pub fn cold_counts(&self) -> Vec<(String, usize)> {
+        let snap = self.inner.current.load();
+        snap.kinds
+            .iter()
+            .map(|(k, ks)| (k.clone(), ks.cold))
             .collect()
     }
 

@@ -7,6 +7,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::pack::Dict;
+
 pub use crate::k8s::selector::LabelValue;
 
 /// A resourceVersion: global, one per row change, increasing in commit order.
@@ -23,8 +25,11 @@ pub type Rv = u64;
 /// string plus a label map cost another 800 bytes per object on top of a 930-byte Query
 /// (benches/memory.rs). The tree is rebuilt on demand by [`Obj::value`], for the rarer
 /// paths that need it (Table rendering, YAML).
+///
+/// The JSON is either plain or, once the object is cold, compressed with its kind's
+/// dictionary ([`Dict`]): readers get the same bytes either way ([`Obj::with_json`]).
 pub struct Obj {
-    json: Bytes,
+    json: Body,
     /// `namespace NUL name NUL uid NUL kind`, then per label `NUL key NUL tag value` (tag
     /// `s` for a string value, `x` for any other JSON value). NUL cannot occur in any of
     /// them: PostgreSQL's `text` and `jsonb` both refuse it.
@@ -32,6 +37,16 @@ pub struct Obj {
     /// Where namespace, name, uid and kind end in `packed`.
     ends: [u32; 4],
     rv: Rv,
+}
+
+/// An object's JSON text, as built or compressed.
+enum Body {
+    Plain(Bytes),
+    Cold {
+        data: Box<[u8]>,
+        len: u32,
+        dict: Arc<Dict>,
+    },
 }
 
 /// NUL: the separator of [`Obj`]'s packed fields, and of the namespace and name in a key.
@@ -123,7 +138,7 @@ impl Obj {
         let labels = meta.get("labels").and_then(Value::as_object);
         let (packed, ends) = pack(&namespace, &name, &uid, &kind, labels);
         let obj = Obj {
-            json: encode(&value),
+            json: Body::Plain(encode(&value)),
             packed,
             ends,
             rv: rv.unwrap_or(0),
@@ -134,15 +149,73 @@ impl Obj {
     /// The complete object, parsed from its JSON (which was made from a `Value`, so this
     /// cannot fail but for a bug; a `Null` then stands in, rather than a panic).
     pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.json).unwrap_or_else(|e| {
-            tracing::error!(error = %e, obj = ?self, "a stored object's JSON does not parse");
-            Value::Null
-        })
+        self.with_json(|j| serde_json::from_slice::<Value>(j))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, obj = ?self, "a stored object's JSON does not parse");
+                Value::Null
+            })
     }
 
-    /// The object serialized as JSON, computed once when it was built.
-    pub fn json(&self) -> &Bytes {
-        &self.json
+    /// The object serialized as JSON, computed once when it was built: shared when the
+    /// object is plain, decompressed into a buffer of its own when it is cold.
+    pub fn json(&self) -> Bytes {
+        match &self.json {
+            Body::Plain(b) => b.clone(),
+            Body::Cold { .. } => Bytes::from(self.with_json(<[u8]>::to_vec)),
+        }
+    }
+
+    /// The length of [`Obj::json`], without decompressing.
+    pub fn json_len(&self) -> usize {
+        match &self.json {
+            Body::Plain(b) => b.len(),
+            Body::Cold { len, .. } => *len as usize,
+        }
+    }
+
+    /// Calls `f` with the object's JSON, without a copy for a plain object and with a
+    /// buffer of this thread's for a cold one (so `f` must not call `with_json` on
+    /// another cold object: it would get a buffer of its own, at the cost of one).
+    pub fn with_json<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match &self.json {
+            Body::Plain(b) => f(b),
+            Body::Cold { data, len, dict } => {
+                let mut f = Some(f);
+                match dict.unpack(data, *len as usize, |j| (f.take().expect("called once"))(j)) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The bytes were compressed here and never change: a bug, told
+                        // loudly, and the object read as JSON `null` rather than a panic.
+                        tracing::error!(error = %e, obj = ?self, "a cold object does not decompress");
+                        (f.take().expect("not called on error"))(b"null")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the JSON is held compressed.
+    pub fn is_cold(&self) -> bool {
+        matches!(self.json, Body::Cold { .. })
+    }
+
+    /// The same object with its JSON compressed by `dict`; `None` when it already is, or
+    /// when compressing would not make it smaller.
+    pub fn cooled(&self, dict: &Arc<Dict>) -> Option<Obj> {
+        let Body::Plain(json) = &self.json else {
+            return None;
+        };
+        let data = dict.pack(json)?;
+        Some(Obj {
+            json: Body::Cold {
+                data,
+                len: u32::try_from(json.len()).ok()?,
+                dict: Arc::clone(dict),
+            },
+            packed: self.packed.clone(),
+            ends: self.ends,
+            rv: self.rv,
+        })
     }
 
     fn field(&self, i: usize) -> &str {
@@ -241,7 +314,7 @@ impl Obj {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }
         Obj {
-            json: encode(&value),
+            json: Body::Plain(encode(&value)),
             packed: self.packed.clone(),
             ends: self.ends,
             rv,

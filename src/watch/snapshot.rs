@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 
+use bytes::Bytes;
 use imbl::{HashMap, OrdMap, OrdSet, Vector};
 
 use super::labels::LabelIndex;
 use super::object::{key_of, Event, Obj, Rv};
+use super::pack::{self, Dict};
 use super::HistoryLimits;
 use crate::k8s::selector::{FieldSelector, LabelSelector};
 
@@ -87,6 +89,14 @@ pub(crate) struct KindState {
     /// Every event of this kind with an rv above this is in `history`: the oldest rv a
     /// watch can start from.
     pub(crate) history_start: Rv,
+    /// The dictionary its cold objects are compressed with, once the kind had enough
+    /// objects to train one.
+    pub(crate) dict: Option<Arc<Dict>>,
+    /// How many objects the kind had when training last failed (a retry waits for twice
+    /// as many, so a kind zstd cannot learn from costs one attempt per doubling).
+    pub(crate) untrained_at: usize,
+    /// How many of `objects` are cold.
+    pub(crate) cold: usize,
 }
 
 impl KindState {
@@ -97,7 +107,33 @@ impl KindState {
             history: Vector::new(),
             first_seq: 0,
             history_start,
+            dict: None,
+            untrained_at: 0,
+            cold: 0,
         }
+    }
+
+    /// The kind's dictionary, trained now from a sample of its objects if it has none and
+    /// enough objects to learn from.
+    pub(crate) fn dict(&mut self) -> Option<Arc<Dict>> {
+        if self.dict.is_none()
+            && self.objects.len() >= pack::MIN_SAMPLES
+            && self.objects.len() >= self.untrained_at * 2
+        {
+            let step = (self.objects.len() / pack::MAX_SAMPLES).max(1);
+            let sample: Vec<Bytes> = self
+                .objects
+                .iter()
+                .step_by(step)
+                .take(pack::MAX_SAMPLES)
+                .map(|o| o.0.json())
+                .collect();
+            self.dict = Dict::train(sample.iter().map(|b| &b[..])).map(Arc::new);
+            if self.dict.is_none() {
+                self.untrained_at = self.objects.len();
+            }
+        }
+        self.dict.clone()
     }
 
     /// The sequence number the next event will get.
@@ -120,10 +156,10 @@ impl KindState {
         self.first_seq + idx as u64
     }
 
-    /// Drops events beyond the count limit or older than the age limit. Returns whether
-    /// anything was dropped.
-    pub(crate) fn trim(&mut self, limits: &HistoryLimits, now: Instant) -> bool {
-        let mut trimmed = false;
+    /// Drops events beyond the count limit or older than the age limit. Returns the
+    /// events dropped.
+    pub(crate) fn trim(&mut self, limits: &HistoryLimits, now: Instant) -> Vec<Arc<Event>> {
+        let mut trimmed = Vec::new();
         while let Some(front) = self.history.front() {
             let too_many = self.history.len() > limits.max_events_per_kind
                 && now.saturating_duration_since(front.at()) > limits.keep_recent;
@@ -132,9 +168,8 @@ impl KindState {
                 break;
             }
             self.history_start = front.rv();
-            self.history.pop_front();
+            trimmed.extend(self.history.pop_front());
             self.first_seq += 1;
-            trimmed = true;
         }
         trimmed
     }

@@ -376,7 +376,7 @@ fn event_frames_are_made_once_and_shared_while_initial_state_frames_are_made_per
         WatchItem::Event(e) => Some(e.encoded(1, |ty, obj| {
             made.fetch_add(1, Ordering::Relaxed);
             let mut frame = format!("{{\"type\":\"{}\",\"object\":", ty.as_str()).into_bytes();
-            frame.extend_from_slice(obj.json());
+            obj.with_json(|j| frame.extend_from_slice(j));
             frame.push(b'}');
             Ok(Bytes::from(frame))
         })),
