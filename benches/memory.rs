@@ -108,9 +108,8 @@ fn main() {
     let plain_objects = LIVE.load(Ordering::Relaxed) - base - vec_bytes;
     let step = (n / 1_000).max(1);
     let sample: Vec<_> = objects.iter().step_by(step).map(|o| o.json()).collect();
-    let dict = Arc::new(
-        Dict::train(sample.iter().map(|b| &b[..])).expect("enough objects to train on"),
-    );
+    let dict =
+        Arc::new(Dict::train(sample.iter().map(|b| &b[..])).expect("enough objects to train on"));
     drop(sample);
     let before_cooling = LIVE.load(Ordering::Relaxed);
     for o in &mut objects {
@@ -150,7 +149,10 @@ fn main() {
         "  a cold object, in all     {:>8.0} B/object (compressed JSON and the rest)",
         per(cold_objects)
     );
-    println!("  state maps (key, uid, labels) {:>4.0} B/object", per(maps));
+    println!(
+        "  state maps (key, uid, labels) {:>4.0} B/object",
+        per(maps)
+    );
     println!(
         "  total, as seeded          {:>8.0} B/object = {:.2}x the JSON ({:.1} MiB)",
         per(total),

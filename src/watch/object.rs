@@ -289,6 +289,12 @@ impl Obj {
         })
     }
 
+    /// The packed fields (namespace, name, uid, kind, then the labels), for the label
+    /// index's entries, which keep offsets into them.
+    pub(crate) fn packed_fields(&self) -> &str {
+        &self.packed
+    }
+
     /// The label whose key starts at byte `at` of the packed fields (an offset from
     /// [`Obj::label_offsets`]).
     pub(crate) fn label_at(&self, at: u32) -> (&str, LabelValue<'_>) {
