@@ -254,6 +254,19 @@ async fn an_idle_leader_proves_its_read_point_without_writing_and_still_sees_eve
         marks, 0,
         "40 consistent reads of an idle leader wrote {marks} read points"
     );
+    // The probe checked the walsender the session learned: the one holding the slot.
+    let holder: i32 = admin
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&server.db.slot_name()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        server.stream_status().walsender().map(|w| w.pid),
+        Some(holder)
+    );
 
     // Each SQL commit is visible to the very next consistent read.
     for i in 0..30 {

@@ -259,6 +259,14 @@ impl TestServer {
             .clone()
     }
 
+    pub fn stream_status(&self) -> std::sync::Arc<ark_apiserver::cdc::status::StreamStatus> {
+        self.running
+            .as_ref()
+            .expect("a running server")
+            .stream_status
+            .clone()
+    }
+
     pub fn base_url(&self) -> String {
         format!("https://{}", self.addr)
     }

@@ -191,6 +191,32 @@ impl SlotInfo {
     }
 }
 
+/// The walsender that holds `slot` if it is the one named `application_name` (this
+/// replica's) on the server `client` reaches, else `None`.
+pub async fn our_walsender(
+    client: &Client,
+    slot: &str,
+    application_name: &str,
+) -> Result<Option<crate::cdc::status::WalSender>, String> {
+    let row = client
+        .query_opt(
+            "SELECT s.active_pid, \
+                    (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8 \
+             FROM pg_replication_slots s \
+             JOIN pg_stat_replication w ON w.pid = s.active_pid \
+             WHERE s.slot_name = $1 AND s.active AND w.application_name = $2",
+            &[&slot, &application_name],
+        )
+        .await
+        .map_err(|e| db_message(&e))?;
+    Ok(row.and_then(|r| {
+        Some(crate::cdc::status::WalSender {
+            pid: r.get::<_, Option<i32>>(0)?,
+            server_started_us: r.get(1),
+        })
+    }))
+}
+
 pub async fn inspect(client: &Client, slot: &str) -> Result<Option<SlotInfo>, String> {
     let conflicting = if server_version(client).await? >= 160000 {
         "conflicting"

@@ -24,6 +24,19 @@ pub struct StreamStatus {
     serving: AtomicBool,
     phase: Mutex<Phase>,
     applied_lsn: std::sync::atomic::AtomicU64,
+    /// This replica's walsender while its session holds the slot.
+    walsender: Mutex<Option<WalSender>>,
+}
+
+/// A walsender process, named so that it cannot be mistaken for another server's: a pid is
+/// unique only per server, and after a PostgreSQL failover the pool may reach a promoted
+/// standby where the same pid is some other process. The postmaster's start time tells the
+/// servers apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalSender {
+    pub pid: i32,
+    /// `pg_postmaster_start_time()` of the server it runs on, in microseconds since the epoch.
+    pub server_started_us: i64,
 }
 
 impl Default for StreamStatus {
@@ -38,7 +51,25 @@ impl StreamStatus {
             serving: AtomicBool::new(false),
             phase: Mutex::new(Phase::Down("the change stream has not started yet".into())),
             applied_lsn: Default::default(),
+            walsender: Mutex::new(None),
         }
+    }
+
+    /// The walsender serving this replica's session, learned once the session holds the
+    /// slot; `None` when it ends. A walsender keeps the slot it started streaming from
+    /// until it exits, so while that process is a walsender the slot is ours.
+    pub fn set_walsender(&self, w: Option<WalSender>) {
+        *self
+            .walsender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = w;
+    }
+
+    pub fn walsender(&self) -> Option<WalSender> {
+        *self
+            .walsender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set(&self, phase: Phase) {

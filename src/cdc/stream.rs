@@ -198,10 +198,12 @@ pub async fn session(
     stop: &watch::Receiver<bool>,
 ) -> SessionError {
     let (store, status) = (consumer.store().clone(), consumer.status().clone());
-    match session_inner(cfg, &store, consumer, &status, stop.clone()).await {
+    let end = match session_inner(cfg, &store, consumer, &status, stop.clone()).await {
         Ok(never) => match never {},
         Err(e) => e,
-    }
+    };
+    status.set_walsender(None);
+    end
 }
 
 async fn session_inner(
@@ -332,6 +334,16 @@ async fn session_inner(
     drop(sql);
     repl.start().await.map_err(transient)?;
     consumer.replica().set_role(crate::replica::Role::Leader);
+    // For consistent reads' probe (registry::reads): checking one walsender pid is about
+    // a third of the cost of matching the slot to this replica's walsender by name. Not
+    // knowing it only makes the probe take the longer way.
+    let walsender = match pool.get().await {
+        Ok(c) => slot::our_walsender(&c, &cfg.slot, &cfg.application_name)
+            .await
+            .unwrap_or(None),
+        Err(_) => None,
+    };
+    status.set_walsender(walsender);
     // Ready only once the stream has delivered a read point written now, after the seed:
     // until then a consistent read would wait for the replay of whatever the slot retained.
     let mark = store.emit_sync_message().await.map_err(transient)?;

@@ -181,6 +181,31 @@ impl Store {
         Ok((counter.max(0) as u64, row.get(1)))
     }
 
+    /// The counter, and whether walsender `pid` still runs on the server whose postmaster
+    /// started at `server_started_us` (see `cdc::status::WalSender`: then the slot there is
+    /// still this replica's).
+    pub async fn probe_read_point_by_walsender(
+        &self,
+        pid: i32,
+        server_started_us: i64,
+    ) -> Result<(u64, bool), StoreError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT (SELECT value FROM resource_version_counter), \
+                 EXISTS (SELECT 1 FROM pg_stat_get_wal_senders() w WHERE w.pid = $1) \
+                 AND (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8 = $2",
+            )
+            .await
+            .map_err(StoreError::from_pg)?;
+        let row = c
+            .query_one(&stmt, &[&pid, &server_started_us])
+            .await
+            .map_err(StoreError::from_pg)?;
+        let counter: i64 = row.get(0);
+        Ok((counter.max(0) as u64, row.get(1)))
+    }
+
     /// A tiny non-transactional logical message, for the change stream to acknowledge while
     /// `resources` is idle (see `cdc::stream`).
     pub async fn emit_heartbeat(&self) -> Result<(), StoreError> {
