@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod apply;
 pub mod arkrc;
 pub mod audit;
 pub mod auth;
