@@ -80,3 +80,87 @@ async fn kube_rs_creates_lists_patches_status_and_deletes() {
     assert!(api.get_opt("k").await.unwrap().is_none());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_server_side_apply_owns_fields_and_a_repeated_apply_makes_no_event() {
+    use futures_util::{StreamExt, TryStreamExt};
+    use kube::api::WatchParams;
+    use kube::core::WatchEvent;
+
+    let s = TestServer::start().await;
+    let api = agents(client(&s));
+    let config = json!({
+        "apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+        "metadata": {"name": "ssa"}, "spec": {"prompt": "v1"}
+    });
+    let pp = PatchParams::apply("my-controller");
+    let created = api.patch("ssa", &pp, &Patch::Apply(&config)).await.unwrap();
+    let mf = created.metadata.managed_fields.clone().unwrap();
+    assert_eq!(mf.len(), 1);
+    assert_eq!(mf[0].manager.as_deref(), Some("my-controller"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+    let rv = created.metadata.resource_version.clone().unwrap();
+
+    let mut events = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    // Applying the same configuration again: same resourceVersion, no event.
+    let again = api.patch("ssa", &pp, &Patch::Apply(&config)).await.unwrap();
+    assert_eq!(
+        again.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
+    assert_eq!(
+        again.metadata.managed_fields,
+        created.metadata.managed_fields
+    );
+
+    // Another manager's conflicting apply fails as kube's does, and succeeds forced.
+    let other = json!({
+        "apiVersion": "ark.mckinsey.com/v1alpha1", "kind": "Agent",
+        "metadata": {"name": "ssa"}, "spec": {"prompt": "v2"}
+    });
+    let err = api
+        .patch("ssa", &PatchParams::apply("other"), &Patch::Apply(&other))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(
+                s.message,
+                r#"Apply failed with 1 conflict: conflict with "my-controller": .spec.prompt"#
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data["spec"]["prompt"], "v2");
+
+    // The first event the watch sees is the forced apply, not the no-op.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), events.try_next())
+        .await
+        .expect("an event")
+        .unwrap()
+        .unwrap();
+    match first {
+        WatchEvent::Modified(o) => {
+            assert_eq!(o.data["spec"]["prompt"], "v2");
+            assert_eq!(
+                o.metadata.resource_version,
+                forced.metadata.resource_version
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    s.stop().await;
+}

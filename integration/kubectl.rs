@@ -623,7 +623,7 @@ async fn merge_and_json_patches_apply_and_strategic_patch_gets_kubes_415() {
     .await;
     assert_eq!(
         out.stderr.trim(),
-        "error: application/strategic-merge-patch+json is not supported by ark.mckinsey.com/v1alpha1, Kind=Agent: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json"
+        "error: application/strategic-merge-patch+json is not supported by ark.mckinsey.com/v1alpha1, Kind=Agent: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
     );
     let c = get_json(&server, &["agent", "trip-planner", "-n", "p"]).await;
     assert_eq!(c["spec"]["prompt"], "json patched");

@@ -1,6 +1,7 @@
 //! Integration tests: the server against real PostgreSQL clusters and real clients.
 
 mod api_errors;
+mod apply;
 mod arkrc;
 mod audit_log;
 mod auth_certs;

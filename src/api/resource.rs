@@ -250,8 +250,31 @@ async fn dispatch(
             let kind = match negotiate::body_type(content_type) {
                 BodyType::JsonPatch => PatchKind::Json,
                 BodyType::MergePatch => PatchKind::Merge,
+                BodyType::ApplyPatch
+                    if content_type.is_some_and(|c| c.contains("apply-patch+yaml")) =>
+                {
+                    let force = registry::patch_force(query, true)?;
+                    let body = read_body(payload, state.max_body_bytes).await?;
+                    super::audit::request_patch(req, &body);
+                    let patch = decode_apply_body(&body)?;
+                    let done = reg.apply(def, ns, name, patch, sub, &opts, force).await?;
+                    super::audit::response_object(req, || done.object.clone());
+                    let code = if done.created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    };
+                    return Ok(render_object(
+                        def,
+                        done.object,
+                        out,
+                        IncludeObject::Metadata,
+                        code,
+                    ));
+                }
                 _ => return Err(ApiError::unsupported_patch_type()),
             };
+            registry::patch_force(query, false)?;
             let body = read_body(payload, state.max_body_bytes).await?;
             super::audit::request_patch(req, &body);
             let obj = reg.patch(def, ns, name, kind, &body, sub, &opts).await?;
@@ -299,6 +322,20 @@ async fn dispatch(
         }
         _ => Err(method_not_allowed(def)),
     }
+}
+
+/// An apply configuration: YAML (of which JSON is a subset), one object.
+fn decode_apply_body(body: &[u8]) -> Result<Value, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("error decoding YAML: the body is not valid UTF-8"))?;
+    let v: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the apply configuration must be an object",
+        ));
+    }
+    Ok(v)
 }
 
 /// Reads the body, refusing more than `limit` bytes with 413 before buffering them.

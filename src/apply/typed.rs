@@ -95,7 +95,10 @@ fn scalar_error(s: Scalar, v: &Value) -> Option<String> {
             | (Scalar::Numeric, Value::Number(_))
             | (Scalar::String, Value::String(_))
             | (Scalar::Boolean, Value::Bool(_))
-            | (Scalar::Untyped, Value::Number(_) | Value::String(_) | Value::Bool(_))
+            | (
+                Scalar::Untyped,
+                Value::Number(_) | Value::String(_) | Value::Bool(_)
+            )
     );
     if ok {
         return None;

@@ -34,17 +34,26 @@ pub struct Layout {
     width: usize,
     /// The tuple position of each of [`Column::ALL`], in that order.
     idx: [usize; Column::ALL.len()],
+    /// Which of [`Column::ALL`] are `json` rather than `jsonb` (managedFields since schema
+    /// version 5): their binary form is the text itself. Told by the Relation message, so a
+    /// stream that still holds changes from before the migration decodes them too.
+    plain_json: [bool; Column::ALL.len()],
 }
+
+/// `json`'s type OID.
+const JSON_OID: u32 = 114;
 
 impl Layout {
     pub fn new(rel: &Relation) -> Result<(Layout, Option<usize>), RowError> {
         let mut idx = [0usize; Column::ALL.len()];
-        for (slot, col) in idx.iter_mut().zip(Column::ALL) {
+        let mut plain_json = [false; Column::ALL.len()];
+        for ((slot, plain), col) in idx.iter_mut().zip(plain_json.iter_mut()).zip(Column::ALL) {
             *slot = rel
                 .columns
                 .iter()
                 .position(|c| c.name == col.name())
                 .ok_or(RowError::MissingColumn(col.name()))?;
+            *plain = rel.columns[*slot].type_oid == JSON_OID;
         }
         let deleted_at = rel.columns.iter().position(|c| c.name == DELETED_AT);
         Ok((
@@ -52,6 +61,7 @@ impl Layout {
                 relation_id: rel.id,
                 width: rel.columns.len(),
                 idx,
+                plain_json,
             },
             deleted_at,
         ))
@@ -168,6 +178,12 @@ impl Layout {
                     let p = previous.ok_or(RowError::UnknownToast(j.name()))?;
                     Ok(p.json(j).cloned())
                 }
+                v if self.plain_json[Column::Json(j).index()] => match bytes(v, j.name())? {
+                    None => Ok(None),
+                    Some(b) => serde_json::from_slice(b)
+                        .map(Some)
+                        .map_err(|e| bad(j.name(), e)),
+                },
                 v => jsonb(v, j.name()),
             }
         };

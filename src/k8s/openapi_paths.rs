@@ -224,10 +224,10 @@ fn operation(r: &OpenApiResource<'_>, route: &Route<'_>, v2: bool) -> Value {
     }
     if v2 {
         let consumes: &[&str] = if route.method == "patch" {
-            // Server-side apply is not served yet, so it is not advertised.
             &[
                 "application/json-patch+json",
                 "application/merge-patch+json",
+                "application/apply-patch+yaml",
             ]
         } else {
             &["application/json", "application/yaml"]

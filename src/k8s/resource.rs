@@ -61,6 +61,8 @@ pub struct ResourceDef {
     /// The version's `openAPIV3Schema`, as written.
     pub schema_json: Value,
     pub schema: Schema,
+    /// The type server-side apply and managedFields merge by, built from the same schema.
+    pub merge_type: crate::apply::Schema,
 }
 
 impl ResourceDef {
@@ -292,6 +294,7 @@ fn parse_crd(doc: &Value) -> Result<Vec<ResourceDef>, String> {
         namespaced,
         has_status,
         printer_columns,
+        merge_type: crate::apply::Schema::from_crd(&schema_json),
         schema_json,
         schema,
     }])

@@ -24,6 +24,8 @@ pub enum FieldErrorType {
     UnexpectedServerResponse,
     /// A watch or read asked for a resourceVersion the server has not reached.
     ResourceVersionTooLarge,
+    /// A field another manager owns that an apply would change (`detail` names the manager).
+    FieldManagerConflict,
 }
 
 impl FieldErrorType {
@@ -42,6 +44,7 @@ impl FieldErrorType {
             Self::TypeInvalid => "FieldValueTypeInvalid",
             Self::UnexpectedServerResponse => "UnexpectedServerResponse",
             Self::ResourceVersionTooLarge => "ResourceVersionTooLarge",
+            Self::FieldManagerConflict => "FieldManagerConflict",
         }
     }
 
@@ -56,7 +59,9 @@ impl FieldErrorType {
             Self::TooLong => "Too long",
             Self::TooMany => "Too many",
             Self::Internal => "Internal error",
-            Self::UnexpectedServerResponse | Self::ResourceVersionTooLarge => "",
+            Self::UnexpectedServerResponse
+            | Self::ResourceVersionTooLarge
+            | Self::FieldManagerConflict => "",
         }
     }
 }
@@ -116,7 +121,9 @@ impl FieldError {
     pub fn body(&self) -> String {
         if matches!(
             self.kind,
-            FieldErrorType::UnexpectedServerResponse | FieldErrorType::ResourceVersionTooLarge
+            FieldErrorType::UnexpectedServerResponse
+                | FieldErrorType::ResourceVersionTooLarge
+                | FieldErrorType::FieldManagerConflict
         ) {
             return self.detail.clone();
         }
@@ -383,14 +390,24 @@ impl ApiError {
         Self::new(405, StatusReason::MethodNotAllowed, message)
     }
 
-    /// kube's wording for a patch type a custom resource does not take. Server-side apply
-    /// (`application/apply-patch+yaml`) is not served yet, so it is not in the list.
+    /// kube's wording for a patch type a custom resource does not take.
     pub fn unsupported_patch_type() -> Self {
         Self::new(
             415,
             StatusReason::UnsupportedMediaType,
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
         )
+    }
+
+    /// 409 for an apply that would change fields other managers own (kube's
+    /// `NewApplyConflict`: the causes only, no name or kind in the details).
+    pub fn apply_conflict(causes: Vec<FieldError>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(409, StatusReason::Conflict, message);
+        e.details = Some(Box::new(Details {
+            causes,
+            ..Default::default()
+        }));
+        e
     }
 
     pub fn not_acceptable(message: impl Into<String>) -> Self {

@@ -6,12 +6,14 @@
 //! no-op detection, conflict retries). It speaks neither HTTP nor SQL: requests arrive as
 //! JSON values and options, errors leave as [`ApiError`].
 
+mod apply;
 mod errors;
 mod managed;
 mod options;
 mod patch;
 mod prepare;
 mod reads;
+pub use apply::ApplyOutcome;
 pub use reads::StreamIdentity;
 mod strategy;
 
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 pub use errors::{storage_unavailable, store_error, too_large};
-pub use options::{DeleteOptions, ListOptions, WriteOptions};
+pub use options::{patch_force, DeleteOptions, ListOptions, WriteOptions};
 pub use patch::PatchKind;
 pub use reads::{list_json, list_json_chunks, list_meta, LIST_CHUNK};
 
@@ -312,7 +314,6 @@ impl Registry {
         opts: &WriteOptions,
         current: bool,
     ) -> Result<Value, AttemptError> {
-        let name = object::name(&old).to_string();
         let old_defaulted = prepare::defaulted(def, &old);
         prepare::for_update(def, &old, &old_defaulted, &mut new, sub);
         prepare::validate_update(def, &old, &new)?;
@@ -324,7 +325,9 @@ impl Registry {
             // Nothing changed: kube neither writes nor bumps resourceVersion.
             return Ok(old_defaulted);
         }
-        managed::record(def, &mut new, Some(&old), sub, opts);
+        // Against the defaulted copy, as kube's live object is defaulted when read: a
+        // default is nobody's change.
+        managed::record(def, &mut new, Some(&old_defaulted), sub, opts);
         if opts.dry_run {
             if !current {
                 // A dry run writes nothing to catch a stale copy: answer from the table's.
@@ -332,7 +335,19 @@ impl Registry {
             }
             return Ok(new);
         }
-        let expected_rv = parse_rv(&old)?;
+        self.write_update(def, &old, new).await
+    }
+
+    /// Writes `new` over `old`, conditional on `old`'s resourceVersion (a delete when the
+    /// last finalizer of a terminating object went).
+    async fn write_update(
+        &self,
+        def: &ResourceDef,
+        old: &Value,
+        mut new: Value,
+    ) -> Result<Value, AttemptError> {
+        let name = object::name(old).to_string();
+        let expected_rv = parse_rv(old)?;
         let delete_now = object::is_terminating(&new) && object::finalizers(&new).is_empty();
         let cols = columns(def, &new)?;
         let op = if delete_now {

@@ -208,6 +208,49 @@ impl WriteOptions {
     }
 }
 
+/// `force` of a PATCH, checked against the patch type as kube's `ValidatePatchOptions`
+/// does: only apply takes it, and apply needs an explicit `fieldManager`.
+pub fn patch_force(q: &Query, apply: bool) -> Result<bool, ApiError> {
+    let force = match q.get("force") {
+        None => None,
+        Some(v) => Some(match v {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "force: Invalid value: {other:?}: not a boolean"
+                )))
+            }
+        }),
+    };
+    let mut errs = Vec::new();
+    if !apply && force.is_some() {
+        errs.push(FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if apply && q.get("fieldManager").is_none_or(str::is_empty) {
+        errs.push(FieldError::required(
+            "fieldManager",
+            "is required for apply patch",
+        ));
+    }
+    if errs.is_empty() {
+        Ok(force.unwrap_or(false))
+    } else {
+        Err(ApiError::invalid(
+            ResourceRef {
+                group: "meta.k8s.io",
+                plural: "patchoptions",
+                kind: "PatchOptions",
+            },
+            "",
+            errs,
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     /// `dryRun: ["All"]` in the body; the query parameter form is in [`WriteOptions`].
@@ -492,6 +535,27 @@ mod tests {
             )
             .unwrap()
             .dry_run
+        );
+    }
+
+    #[test]
+    fn force_is_for_apply_only_and_apply_names_its_manager() {
+        let e = patch_force(&q(&[("force", "true")]), false).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(
+            e.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+        );
+        let e = patch_force(&q(&[("force", "true")]), true).unwrap_err();
+        assert_eq!(
+            e.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+        );
+        assert!(patch_force(&q(&[("force", "true"), ("fieldManager", "m")]), true).unwrap());
+        assert!(!patch_force(&q(&[("fieldManager", "m")]), true).unwrap());
+        assert_eq!(
+            patch_force(&q(&[("force", "yes")]), true).unwrap_err().code,
+            400
         );
     }
 

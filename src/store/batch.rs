@@ -92,7 +92,7 @@ pub const INSERT_MANY: &str = "INSERT INTO resources (uid, kind, api_version, na
      SELECT u.uid, u.kind, u.api_version, u.namespace, u.name, u.generation, u.spec, u.status, \
      u.labels, u.annotations, u.finalizers, u.owner_references, u.managed_fields, u.extra, u.created_at, u.deletion_timestamp \
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::jsonb[], $8::jsonb[], \
-     $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::timestamptz[], $16::timestamptz[]) \
+     $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::jsonb[], $13::json[], $14::jsonb[], $15::timestamptz[], $16::timestamptz[]) \
      WITH ORDINALITY AS u(uid, kind, api_version, namespace, name, generation, spec, status, labels, annotations, \
      finalizers, owner_references, managed_fields, extra, created_at, deletion_timestamp, ord) \
      WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.kind = u.kind AND r.namespace = u.namespace \
@@ -106,7 +106,7 @@ const SET_FROM_U: &str = "api_version = u.api_version, generation = u.generation
      owner_references = u.owner_references, managed_fields = u.managed_fields, extra = u.extra";
 
 const UNNEST_CHANGES: &str = "FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::jsonb[], $5::jsonb[], \
-     $6::jsonb[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::timestamptz[], $13::int8[]) \
+     $6::jsonb[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::json[], $11::jsonb[], $12::timestamptz[], $13::int8[]) \
      AS u(uid, api_version, generation, spec, status, labels, annotations, finalizers, owner_references, \
      managed_fields, extra, deletion_timestamp, expected_rv) \
      WHERE r.uid = u.uid AND r.resource_version = u.expected_rv AND r.deleted_at IS NULL \

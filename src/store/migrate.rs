@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "resource_version_per_statement",
         include_str!("../../sql/0004_resource_version_per_statement.sql"),
     ),
+    (
+        5,
+        "managed_fields_keep_their_order",
+        include_str!("../../sql/0005_managed_fields_keep_their_order.sql"),
+    ),
 ];
 
 /// The schema version this binary writes and understands.
