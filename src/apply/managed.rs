@@ -266,15 +266,6 @@ fn set_entries(obj: &mut Value, m: &Managed) {
     }
 }
 
-/// `obj` without managedFields, for the typed walks (nobody owns them).
-fn without_entries(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-    }
-    o
-}
-
 /// `[]` or `[{}]`: an Update that asks to forget all tracking.
 fn is_reset(list: Option<&Value>) -> bool {
     match list.and_then(Value::as_array) {
@@ -336,10 +327,13 @@ pub fn record_update(ep: &Endpoint, live: Option<&Value>, new: &mut Value, manag
         set_entries(new, &managed);
         return;
     }
+    // The live object's entries need no stripping: managedFields is an atomic list, so
+    // comparing it with its absence from `new` is one leaf, and nobody owns it.
     let empty = empty_object(ep);
-    let live_plain = without_entries(live.unwrap_or(&empty));
-    let new_plain = without_entries(new);
-    update_inner(ep, &live_plain, &new_plain, &mut managed, manager);
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    update_inner(ep, live.unwrap_or(&empty), new, &mut managed, manager);
     set_entries(new, &managed);
 }
 
@@ -496,20 +490,19 @@ pub fn apply(
             ApplyError::BadRequest(what)
         });
     }
-    let live_plain = without_entries(live);
-    let first = apply_inner(ep, &live_plain, patch, managed.clone(), manager, force);
+    let first = apply_inner(ep, live, patch, managed.clone(), manager, force);
     let (object, managed) = match first {
         Err(ApplyError::Conflict(conflicts)) if manager == "kubectl" => {
             // kubectl moving from client-side apply: fields its last-applied annotation
             // set, unchanged since, are its own.
-            match allowed_by_last_applied(ep, &live_plain) {
+            match allowed_by_last_applied(ep, live) {
                 Some(allowed) => {
                     let rest: Vec<Conflict> = conflicts
                         .into_iter()
                         .filter(|c| !allowed.has(&c.path))
                         .collect();
                     if rest.is_empty() {
-                        apply_inner(ep, &live_plain, patch, managed, manager, true)?
+                        apply_inner(ep, live, patch, managed, manager, true)?
                     } else {
                         return Err(ApplyError::Conflict(rest));
                     }
@@ -520,7 +513,7 @@ pub fn apply(
         other => other?,
     };
     let changed = object.is_some();
-    let mut object = object.unwrap_or(live_plain);
+    let mut object = object.unwrap_or_else(|| live.clone());
     if manager == "kubectl" && has_last_applied(&object) {
         set_last_applied(&mut object, patch);
     }

@@ -395,3 +395,30 @@ fn owner_references_are_keyed_by_uid_and_atomic_and_finalizers_are_a_set() {
         r#"{"f:metadata":{"f:finalizers":{"v:\"f1\"":{}},"f:ownerReferences":{"k:{\"uid\":\"1\"}":{}}}}"#
     );
 }
+
+#[test]
+fn kubectl_moving_from_client_side_apply_takes_over_what_its_annotation_set() {
+    let fx = Fixture::new();
+    let last = r#"{"apiVersion":"ark.mckinsey.com/v1alpha1","kind":"Agent","metadata":{"name":"a"},"spec":{"prompt":"p"}}"#;
+    let mut created = obj(json!({"prompt": "p"}));
+    created["metadata"]["annotations"] = json!({managed::LAST_APPLIED: last});
+    let live = fx.update(None, created, "kubectl-client-side-apply");
+    // Another Update manager's field is still a conflict...
+    let err = fx
+        .apply(Some(&live), "other", json!({"prompt": "p2"}), false)
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::Conflict(_)));
+    // ...but kubectl may take what its last-applied annotation set, and keeps the
+    // annotation current.
+    let mut cfg = json!({"prompt": "p2"});
+    cfg["model"] = json!("m");
+    let (out, _) = fx.apply(Some(&live), "kubectl", cfg, false).unwrap();
+    assert_eq!(out["spec"]["prompt"], "p2");
+    let ann = out["metadata"]["annotations"][managed::LAST_APPLIED]
+        .as_str()
+        .unwrap();
+    assert!(
+        ann.contains(r#""prompt":"p2""#) && ann.ends_with('\n'),
+        "{ann}"
+    );
+}
