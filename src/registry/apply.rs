@@ -79,7 +79,10 @@ impl Registry {
                 "resourceVersion".into(),
                 json!(object::resource_version(&old)),
             );
-            match self.finish_apply(def, old, new, sub, opts, current).await {
+            match self
+                .finish_update(def, old, new, sub, opts, current, true)
+                .await
+            {
                 Ok(object) => {
                     return Ok(ApplyOutcome {
                         object,
@@ -143,35 +146,6 @@ impl Registry {
             }
         }
         unreachable!("the loop returns")
-    }
-
-    /// The update half of an apply: the field manager already wrote managedFields.
-    async fn finish_apply(
-        &self,
-        def: &ResourceDef,
-        old: Value,
-        mut new: Value,
-        sub: Subresource,
-        opts: &WriteOptions,
-        current: bool,
-    ) -> Result<Value, AttemptError> {
-        let old_defaulted = prepare::defaulted(def, &old);
-        prepare::for_update(def, &old, &old_defaulted, &mut new, sub);
-        prepare::validate_update(def, &old, &new)?;
-        if prepare::same_object(&old_defaulted, &new) {
-            if !current {
-                return Err(AttemptError::Stale);
-            }
-            // A no-op apply writes nothing: same resourceVersion, same timestamps.
-            return Ok(old_defaulted);
-        }
-        if opts.dry_run {
-            if !current {
-                return Err(AttemptError::Stale);
-            }
-            return Ok(new);
-        }
-        self.write_update(def, &old, new).await
     }
 }
 

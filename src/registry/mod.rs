@@ -232,7 +232,7 @@ impl Registry {
                 return Err(ApiError::modified_conflict(def.resource_ref(), name));
             }
             match self
-                .finish_update(def, old, new.clone(), sub, opts, current)
+                .finish_update(def, old, new.clone(), sub, opts, current, false)
                 .await
             {
                 Ok(v) => return Ok(v),
@@ -290,7 +290,10 @@ impl Registry {
                 }
                 return Err(ApiError::modified_conflict(def.resource_ref(), name));
             }
-            match self.finish_update(def, old, new, sub, opts, current).await {
+            match self
+                .finish_update(def, old, new, sub, opts, current, false)
+                .await
+            {
                 Ok(v) => return Ok(v),
                 Err(_) if !current => continue,
                 // A concurrent writer got in between: re-read and re-apply, unless the client
@@ -305,6 +308,10 @@ impl Registry {
         Err(ApiError::modified_conflict(def.resource_ref(), name))
     }
 
+    /// Prepares, validates and writes an update of `old` to `new`. `applied`: the field
+    /// manager already wrote `new`'s managedFields (an apply); otherwise this records the
+    /// write as an Update operation.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_update(
         &self,
         def: &ResourceDef,
@@ -313,6 +320,7 @@ impl Registry {
         sub: Subresource,
         opts: &WriteOptions,
         current: bool,
+        applied: bool,
     ) -> Result<Value, AttemptError> {
         let old_defaulted = prepare::defaulted(def, &old);
         prepare::for_update(def, &old, &old_defaulted, &mut new, sub);
@@ -327,7 +335,9 @@ impl Registry {
         }
         // Against the defaulted copy, as kube's live object is defaulted when read: a
         // default is nobody's change.
-        managed::record(def, &mut new, Some(&old_defaulted), sub, opts);
+        if !applied {
+            managed::record(def, &mut new, Some(&old_defaulted), sub, opts);
+        }
         if opts.dry_run {
             if !current {
                 // A dry run writes nothing to catch a stale copy: answer from the table's.
