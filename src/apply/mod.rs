@@ -14,6 +14,8 @@ pub mod typed;
 pub mod updater;
 
 #[cfg(test)]
+mod smd_fixtures;
+#[cfg(test)]
 mod tests;
 
 pub use managed::{Applied, Endpoint};
