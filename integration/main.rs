@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod apply;
+mod apply_lists;
 mod arkrc;
 mod audit_log;
 mod auth_certs;

@@ -48,8 +48,14 @@ pub struct ListResult {
     pub remaining: Option<i64>,
 }
 
-/// How many times a patch or delete is re-applied when the object changes underneath it.
-const PATCH_RETRIES: usize = 5;
+/// How many times a patch, apply or delete without a resourceVersion precondition is
+/// re-applied after another write to the object landed first. kube's storage
+/// (GuaranteedUpdate) retries these without bound, so two controllers patching one object
+/// never see a 409 they did not ask for; at kube's old handler bound of 5, two appliers in
+/// lockstep lost five rounds in a row every few dozen requests. Every retry here follows
+/// somebody else's successful write, so the loop makes progress; the bound only turns a
+/// pathological hot spot into a 409 instead of a spin.
+const PATCH_RETRIES: usize = 32;
 /// How many times a create is retried when the database aborts it in a race.
 const CREATE_RETRIES: usize = 3;
 
