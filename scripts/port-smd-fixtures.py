@@ -12,8 +12,10 @@ writes them as data our own runner (`src/apply/fixtures.rs`) replays through `Up
   so the runner goes through `Schema::from_crd` as the server does;
 - paths are written in the FieldsV1 key form (`f:name`, `k:{"name":"a"}`, `v:"x"`, `i:0`).
 
-Cases that need what a CRD cannot say (cross-version converters, schema changes at run
-time, `ExtractApply`) are left out and counted in the output's `skipped`.
+A `ChangeParser` (the schema changing between operations, as a CRD update does) becomes
+a `change_schema` operation carrying the new schema. Cases that need what a CRD cannot
+say (cross-version converters, `ExtractApply`) are left out and listed in the output's
+`skipped`.
 
 Usage: scripts/port-smd-fixtures.py <structured-merge-diff checkout> <out dir>
 """
@@ -37,6 +39,7 @@ FILES = [
     "duplicates",
     "ignore",
     "preserve_unknown",
+    "schema_change",
 ]
 
 # ---- a small Go expression parser: composite literals, calls, strings, numbers ----
@@ -259,15 +262,22 @@ def schema_for(parser, version):
 # ---- paths, sets and objects ----
 
 
+def scalar(v):
+    """A Go conversion such as float64(1) is its value: JSON spells both alike."""
+    if isinstance(v, Call) and v.name in ("float64", "int64", "int", "string", "bool"):
+        return v.args[0]
+    return v
+
+
 def element(e):
     if isinstance(e, str):
         return "f:" + e
     if isinstance(e, Call) and e.name == "_KBF":
         a = e.args
-        fields = dict(zip(a[0::2], a[1::2]))
+        fields = dict(zip(a[0::2], map(scalar, a[1::2])))
         return "k:" + json.dumps(dict(sorted(fields.items())), separators=(",", ":"))
     if isinstance(e, Call) and e.name == "_V":
-        return "v:" + json.dumps(e.args[0], separators=(",", ":"))
+        return "v:" + json.dumps(scalar(e.args[0]), separators=(",", ":"))
     if isinstance(e, Call) and e.name == "_I":
         return "i:%d" % e.args[0]
     if isinstance(e, int):
@@ -311,6 +321,9 @@ def case(name, tc, parser):
     ops = []
     version = None
     for _, op in tc.field("Ops").elems:
+        if op.ty == "ChangeParser":
+            ops.append({"op": "change_schema", "parser": op.field("Parser")[1]})
+            continue
         kind = {"Apply": "apply", "ForceApply": "force_apply", "Update": "update"}.get(op.ty)
         if kind is None:
             raise Unsupported("operation %s" % op.ty)
@@ -322,9 +335,12 @@ def case(name, tc, parser):
             o["conflicts"] = [{"manager": x.field("Manager"), "path": path(x.field("Path"))}
                               for _, x in c.elems]
         ops.append(o)
-    versions = {o["version"] for o in ops}
+    versions = {o["version"] for o in ops if "version" in o}
     if len(versions) > 1 and PARSERS.get(parser, ("same",))[0] != "same" and parser != "DeducedParser":
         raise Unsupported("several versions of a versioned schema")
+    for o in ops:  # the new schema, at the version the case applies
+        if o["op"] == "change_schema":
+            o["schema"] = schema_for(o.pop("parser"), version)
     out = {"name": name, "schema": schema_for(parser, version), "ops": ops}
     if tc.field("Object") is not None:
         out["object"] = obj(tc.field("Object"))

@@ -8,6 +8,7 @@
 
 pub mod managed;
 pub mod path;
+pub mod reconcile;
 pub mod schema;
 pub mod set;
 pub mod typed;

@@ -58,6 +58,10 @@ impl MapType {
             .and_then(|&i| self.fields[i].2.as_ref())
     }
 
+    pub fn has_no_fields(&self) -> bool {
+        self.fields.is_empty()
+    }
+
     /// The type of key `name`: its declared field, else the element type.
     pub fn child(&self, name: &str) -> Option<TypeRef> {
         self.field(name).or(self.elem)

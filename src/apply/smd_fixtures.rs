@@ -40,10 +40,14 @@ struct Case {
 #[derive(Deserialize)]
 struct Op {
     op: String,
+    #[serde(default)]
     manager: String,
+    #[serde(default)]
     version: String,
     object: Option<Value>,
     conflicts: Option<Vec<ExpectedConflict>>,
+    /// `change_schema`: the schema from here on (a CRD updated between two writes).
+    schema: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +86,7 @@ fn same_set(a: &Set, b: &Set) -> bool {
 
 /// Runs one case; `Err` says how it differs from SMD's expectation.
 fn run(case: &Case) -> Result<(), String> {
-    let schema = Schema::from_crd(&case.schema);
+    let mut schema = Schema::from_crd(&case.schema);
     let ignored: BTreeMap<&str, Set> = case
         .ignored
         .iter()
@@ -91,6 +95,10 @@ fn run(case: &Case) -> Result<(), String> {
     let mut live = Value::Object(Default::default());
     let mut managers = ManagedFields::new();
     for (i, op) in case.ops.iter().enumerate() {
+        if let Some(changed) = op.schema.as_ref().filter(|_| op.op == "change_schema") {
+            schema = Schema::from_crd(changed);
+            continue;
+        }
         let updater = Updater {
             schema: &schema,
             ignored: ignored.get(op.version.as_str()),
@@ -219,4 +227,5 @@ fixture! {
     smd_duplicates_cases_hold => "duplicates.json",
     smd_ignore_cases_hold => "ignore.json",
     smd_preserve_unknown_cases_hold => "preserve_unknown.json",
+    smd_schema_change_cases_hold => "schema_change.json",
 }

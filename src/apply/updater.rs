@@ -109,6 +109,19 @@ impl Updater<'_> {
         Ok(cmp)
     }
 
+    /// Sets recorded at this version under an older schema, reconciled with this one before
+    /// any write uses them (as SMD's Updater does first thing). Entries of other versions
+    /// are left alone: without a conversion there is no schema of theirs to check against.
+    fn reconcile(&self, managers: &mut ManagedFields, version: &str) {
+        for vs in managers.values_mut() {
+            if vs.api_version == version {
+                if let Some(r) = super::reconcile::reconcile(self.schema, &vs.set) {
+                    vs.set = r;
+                }
+            }
+        }
+    }
+
     /// An Update by `manager` from `live` to `new`.
     pub fn update_op(
         &self,
@@ -118,6 +131,7 @@ impl Updater<'_> {
         managers: &mut ManagedFields,
         manager: &str,
     ) {
+        self.reconcile(managers, version);
         let cmp = match self.update(live, new, managers, manager, true) {
             Ok(c) => c,
             Err(_) => unreachable!("a forced update has no conflicts"),
@@ -156,6 +170,7 @@ impl Updater<'_> {
         manager: &str,
         force: bool,
     ) -> Result<Option<Value>, Vec<Conflict>> {
+        self.reconcile(managers, version);
         let root = self.schema.root();
         let merged = typed::merge(self.schema, root, Some(live), Some(config))
             .unwrap_or_else(|| Value::Object(Default::default()));
