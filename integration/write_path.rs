@@ -420,3 +420,79 @@ async fn writes_sharing_a_multi_row_statement_keep_their_own_outcomes() {
     );
     server.stop().await;
 }
+
+/// Every plan node that reads `resources` as `r` (the name check) in `plan` (EXPLAIN's
+/// JSON), with its index condition ("" for none).
+fn resource_scans(plan: &Value, out: &mut Vec<(String, String)>) {
+    if plan["Relation Name"] == "resources" && plan["Alias"] == "r" {
+        out.push((
+            plan["Node Type"].as_str().unwrap_or("").to_string(),
+            plan["Index Cond"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    for child in plan["Plans"].as_array().into_iter().flatten() {
+        resource_scans(child, out);
+    }
+}
+
+/// A create checks that its name is free with one index probe by name, also before
+/// PostgreSQL has statistics for the table (a new database, autovacuum not yet around): a
+/// plan that scans the whole namespace per created row made creates into a namespace of
+/// 20,000 Queries ten times slower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_probes_its_name_by_index_even_in_a_namespace_of_thousands_never_analyzed() {
+    let server = TestServer::start().await;
+    let db = server.stop_keeping_db().await;
+    let mut c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO resources (uid, kind, api_version, namespace, name, spec) \
+         SELECT gen_random_uuid(), 'Query', 'ark.mckinsey.com/v1alpha1', 'crowded', 'q-' || i, '{}' \
+         FROM generate_series(1, 20000) i",
+    )
+    .await
+    .unwrap();
+    let analyzed: Option<std::time::SystemTime> = c
+        .query_one(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'resources'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        analyzed.is_none(),
+        "the test needs a table without statistics"
+    );
+
+    let tx = c.transaction().await.unwrap();
+    // The server prepares the statement once per connection, and after five executions
+    // PostgreSQL plans it once for any parameters: the plan that matters is the generic one.
+    tx.batch_execute(&format!(
+        "SET LOCAL plan_cache_mode = force_generic_plan; PREPARE ark_create AS {}",
+        ark_apiserver::store::CREATE_STATEMENT
+    ))
+    .await
+    .unwrap();
+    let rows = tx
+        .query(
+            "EXPLAIN (FORMAT JSON) EXECUTE ark_create(ARRAY[gen_random_uuid()], ARRAY['Query'], \
+             ARRAY['ark.mckinsey.com/v1alpha1'], ARRAY['crowded'], ARRAY['q-new'], ARRAY[1::int8], \
+             ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], \
+             ARRAY['[]'::jsonb], ARRAY['[]'::jsonb], ARRAY['[]'::json], ARRAY['{}'::jsonb], \
+             ARRAY[now()], ARRAY[NULL::timestamptz])",
+            &[],
+        )
+        .await
+        .unwrap();
+    let plan: Value = rows[0].get(0);
+    let mut scans = Vec::new();
+    resource_scans(&plan[0]["Plan"], &mut scans);
+    assert!(!scans.is_empty(), "{plan}");
+    for (node, cond) in &scans {
+        assert!(
+            node.starts_with("Index") && cond.contains("(name = u.name)"),
+            "the name check reads resources by {node} on [{cond}]: {plan:#}"
+        );
+    }
+    tx.rollback().await.unwrap();
+}

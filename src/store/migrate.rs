@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "managed_fields_keep_their_order",
         include_str!("../../sql/0005_managed_fields_keep_their_order.sql"),
     ),
+    (
+        6,
+        "one_index_for_names",
+        include_str!("../../sql/0006_one_index_for_names.sql"),
+    ),
 ];
 
 /// The schema version this binary writes and understands.

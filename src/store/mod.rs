@@ -5,6 +5,8 @@
 //! ([`error`]). Callers hand it whole objects and get whole objects back; they never see SQL.
 
 mod batch;
+/// The statement a run of creates goes out as; integration tests check its plan.
+pub use batch::INSERT_MANY as CREATE_STATEMENT;
 pub mod connect;
 pub mod error;
 pub mod migrate;
