@@ -33,6 +33,19 @@ fn builder(http2: bool) -> reqwest::ClientBuilder {
     }
 }
 
+/// An error with its causes: reqwest's own Display says only "error sending request", and
+/// whether the connection was reset, closed while idle or timed out is in its sources.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[derive(Clone)]
 pub struct Api {
     pub http: reqwest::Client,
@@ -81,7 +94,7 @@ impl Api {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("create: {e}"))?;
+            .map_err(|e| format!("create: {}", chain(&e)))?;
         expect(r, 201, "create").await.map(drop)
     }
 
@@ -106,7 +119,7 @@ impl Api {
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("get: {e}"))?;
+            .map_err(|e| format!("get: {}", chain(&e)))?;
         expect(r, 200, "get").await
     }
 
@@ -122,7 +135,7 @@ impl Api {
             .get(format!("{url}?{query}"))
             .send()
             .await
-            .map_err(|e| format!("list: {e}"))?;
+            .map_err(|e| format!("list: {}", chain(&e)))?;
         expect(r, 200, "list").await
     }
 
@@ -141,8 +154,31 @@ impl Api {
             .body(patch.to_string())
             .send()
             .await
-            .map_err(|e| format!("patch: {e}"))?;
+            .map_err(|e| format!("patch: {}", chain(&e)))?;
         expect(r, 200, "patch").await.map(drop)
+    }
+
+    /// A server-side apply of a whole configuration, forced, as Flux and Argo CD send it.
+    pub async fn apply(
+        &self,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        config: String,
+        manager: &str,
+    ) -> Result<(), String> {
+        let r = self
+            .http
+            .patch(format!(
+                "{}?fieldManager={manager}&force=true",
+                self.item(plural, ns, name)
+            ))
+            .header("content-type", "application/apply-patch+yaml")
+            .body(config)
+            .send()
+            .await
+            .map_err(|e| format!("apply: {}", chain(&e)))?;
+        expect(r, 200, "apply").await.map(drop)
     }
 
     pub async fn delete(&self, plural: &str, ns: &str, name: &str) -> Result<(), String> {
@@ -151,7 +187,7 @@ impl Api {
             .delete(self.item(plural, ns, name))
             .send()
             .await
-            .map_err(|e| format!("delete: {e}"))?;
+            .map_err(|e| format!("delete: {}", chain(&e)))?;
         expect(r, 200, "delete").await.map(drop)
     }
 }

@@ -404,6 +404,24 @@ async fn scenarios_all(
         }
     }
 
+    // ---- server-side apply, beside the merge patches above ----
+    for (conc, round, what) in [
+        (1usize, 1001usize, "a changed field"),
+        (64, 1064, "a changed field"),
+        (64, 1064, "unchanged, nothing written"),
+    ] {
+        progress(&format!("server-side apply at concurrency {conc}: {what}"));
+        let s = scenarios::apply(&api, "queries", "bench-c64", Arc::clone(&c64), conc, round).await;
+        let row = r.add(
+            "Writes",
+            &format!("apply Query (server-side, forced), {what}, concurrency {conc}"),
+            &s,
+        );
+        if let Some((_, base)) = update_baselines.iter().find(|(c, _)| *c == conc).copied() {
+            row.baseline = Some(("raw UPDATE".into(), base, Metric::Throughput));
+        }
+    }
+
     // ---- watch ----
     watch_scenarios(cli, sc, env, r, etcd.as_ref(), skip).await?;
 

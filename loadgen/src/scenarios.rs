@@ -154,6 +154,31 @@ pub async fn update(
     .await
 }
 
+/// A forced server-side apply of each Query's whole configuration with the input of
+/// `round`: a changed field when `round` is new, nothing to write when it was applied last.
+pub async fn apply(
+    api: &Api,
+    plural: &'static str,
+    ns: &str,
+    names: Arc<Vec<String>>,
+    concurrency: usize,
+    round: usize,
+) -> Samples {
+    each_name(api, ns, names, concurrency, move |api, ns, name| async move {
+        let config = json!({
+            "apiVersion": crate::api::GROUP_VERSION, "kind": "Query",
+            "metadata": {"name": name, "namespace": ns, "labels": {"bench": "load"}},
+            "spec": {
+                "input": format!("What is the weather today in New York? (applied revision {round})"),
+                "target": {"type": "agent", "name": "bench-agent"}
+            }
+        });
+        api.apply(plural, &ns, &name, config.to_string(), "bench-applier")
+            .await
+    })
+    .await
+}
+
 pub async fn delete(
     api: &Api,
     plural: &'static str,
