@@ -324,6 +324,12 @@ fn managed_fields_set_to_an_empty_list_reset_tracking() {
     new["metadata"]["managedFields"] = json!([]);
     let out = fx.update(Some(&live), new, "editor");
     assert!(out["metadata"].get("managedFields").is_none());
+    // One empty entry is kube's other way of saying it.
+    let mut new = live.clone();
+    new["metadata"]["managedFields"] = json!([{}]);
+    new["spec"]["prompt"] = json!("changed too");
+    let out = fx.update(Some(&live), new, "editor");
+    assert!(out["metadata"].get("managedFields").is_none(), "{out}");
 }
 
 #[test]
