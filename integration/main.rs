@@ -14,6 +14,7 @@ mod consistent_reads;
 mod dev_command;
 mod discovery;
 mod dockerfile;
+mod field_validation;
 mod harness;
 mod helm_chart;
 mod kube_client;

@@ -221,12 +221,9 @@ async fn dispatch(
             super::audit::request_object(req, &body);
             let obj = reg.create(def, ns, body, &opts).await?;
             super::audit::response_object(req, || obj.clone());
-            Ok(render_object(
-                def,
-                obj,
-                out,
-                IncludeObject::Metadata,
-                StatusCode::CREATED,
+            Ok(with_warnings(
+                render_object(def, obj, out, IncludeObject::Metadata, StatusCode::CREATED),
+                &opts,
             ))
         }
         Verb::Update => {
@@ -236,12 +233,9 @@ async fn dispatch(
             super::audit::request_object(req, &body);
             let obj = reg.update(def, ns, name, body, sub, &opts).await?;
             super::audit::response_object(req, || obj.clone());
-            Ok(render_object(
-                def,
-                obj,
-                out,
-                IncludeObject::Metadata,
-                StatusCode::OK,
+            Ok(with_warnings(
+                render_object(def, obj, out, IncludeObject::Metadata, StatusCode::OK),
+                &opts,
             ))
         }
         Verb::Patch => {
@@ -279,12 +273,9 @@ async fn dispatch(
             super::audit::request_patch(req, &body);
             let obj = reg.patch(def, ns, name, kind, &body, sub, &opts).await?;
             super::audit::response_object(req, || obj.clone());
-            Ok(render_object(
-                def,
-                obj,
-                out,
-                IncludeObject::Metadata,
-                StatusCode::OK,
+            Ok(with_warnings(
+                render_object(def, obj, out, IncludeObject::Metadata, StatusCode::OK),
+                &opts,
             ))
         }
         Verb::Delete => {
@@ -322,6 +313,18 @@ async fn dispatch(
         }
         _ => Err(method_not_allowed(def)),
     }
+}
+
+/// kube's `Warning` headers: one per warning, code 299, agent "-", the text quoted with
+/// `"` and `\` escaped (what kubectl prints as "Warning: ...").
+fn with_warnings(mut resp: HttpResponse, opts: &WriteOptions) -> HttpResponse {
+    for w in opts.take_warnings() {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = header::HeaderValue::from_bytes(text.as_bytes()) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// An apply configuration: YAML (of which JSON is a subset), one object.

@@ -28,6 +28,8 @@ mod errors;
 mod formats;
 #[path = "schema_structural.rs"]
 mod structural;
+#[path = "schema_unknown.rs"]
+mod unknown;
 #[path = "schema_validate.rs"]
 mod validate;
 

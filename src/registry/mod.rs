@@ -161,6 +161,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let mut obj = prepare::decode_body(def, body)?;
+        prepare::check_unknown_fields(def, &obj, opts, None)?;
         prepare::check_namespace(def, ns, &mut obj)?;
         if !object::resource_version(&obj).is_empty() {
             return Err(ApiError::internal(
@@ -214,6 +215,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let mut new = prepare::decode_body(def, body)?;
+        prepare::check_unknown_fields(def, &new, opts, None)?;
         prepare::check_namespace(def, ns, &mut new)?;
         let body_name = object::name(&new);
         if body_name != name {
@@ -283,6 +285,11 @@ impl Registry {
                 Err(_) if !current => continue,
                 Err(e) => return Err(e),
             };
+            match prepare::check_unknown_fields(def, &new, opts, Some(&old)) {
+                Ok(()) => {}
+                Err(_) if !current => continue,
+                Err(e) => return Err(e),
+            }
             prepare::check_namespace(def, ns, &mut new)?;
             let pinned = patch.pins_resource_version();
             if object::resource_version(&new).is_empty() {

@@ -160,12 +160,43 @@ impl ListOptions {
     }
 }
 
+/// What a write does with fields the schema does not know (`fieldValidation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them and say so in `Warning` headers: kube's default.
+    #[default]
+    Warn,
+    /// Refuse the request with 400.
+    Strict,
+}
+
 /// Options shared by create, update, patch and delete.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     pub dry_run: bool,
     /// The manager recorded in managedFields.
     pub field_manager: String,
+    pub field_validation: FieldValidation,
+    /// What the request is warned about (kube's `Warning` headers), gathered by the
+    /// registry while it writes and sent by the HTTP layer with the response. Shared by
+    /// clones, so a copy handed down still reports to the request's list.
+    pub warnings: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WriteOptions {
+    /// Adds a warning once (kube drops repeats of the same text).
+    pub fn warn(&self, text: String) {
+        let mut w = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.contains(&text) {
+            w.push(text);
+        }
+    }
+
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl WriteOptions {
@@ -201,9 +232,21 @@ impl WriteOptions {
                 .take(128)
                 .collect(),
         };
+        let field_validation = match q.get("fieldValidation").unwrap_or("") {
+            "" | "Warn" => FieldValidation::Warn,
+            "Ignore" => FieldValidation::Ignore,
+            "Strict" => FieldValidation::Strict,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "fieldValidation: Unsupported value: {other:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                )))
+            }
+        };
         Ok(WriteOptions {
             dry_run,
             field_manager,
+            field_validation,
+            warnings: Default::default(),
         })
     }
 }

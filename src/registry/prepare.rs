@@ -2,10 +2,11 @@
 
 use serde_json::{json, Map, Value};
 
+use super::options::{FieldValidation, WriteOptions};
 use super::Subresource;
 use crate::k8s::object::{self, format_time, meta_mut, now, OBJECT_META_FIELDS};
 use crate::k8s::resource::ResourceDef;
-use crate::k8s::status::{ApiError, FieldError};
+use crate::k8s::status::{go_quote, ApiError, FieldError};
 use crate::k8s::validation;
 
 /// Checks the body is an object of this kind's group and a served version.
@@ -51,6 +52,60 @@ pub fn decode_body(def: &ResourceDef, body: Value) -> Result<Value, ApiError> {
         top.insert("metadata".into(), json!({}));
     }
     Ok(Value::Object(top))
+}
+
+/// kube's `fieldValidation` for a decoded object, before pruning drops anything: Strict
+/// refuses fields the schema does not know, Warn names each in a warning, Ignore says
+/// nothing. A create or update is refused with the message of kube's decoder (which names
+/// the kind). A patch passes `patched_from`, the object it was applied to: only what the
+/// patch brought counts (a row written in SQL may hold fields no client sent), and it is
+/// refused with the bare strict decoding error, as kube's patch handler does.
+pub fn check_unknown_fields(
+    def: &ResourceDef,
+    obj: &Value,
+    opts: &WriteOptions,
+    patched_from: Option<&Value>,
+) -> Result<(), ApiError> {
+    if opts.field_validation == FieldValidation::Ignore {
+        return Ok(());
+    }
+    let mut unknown = def.schema.unknown_fields(obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    if let Some(old) = patched_from {
+        let before = def.schema.unknown_fields(old);
+        unknown.retain(|p| before.binary_search(p).is_err());
+        if unknown.is_empty() {
+            return Ok(());
+        }
+    }
+    let patch = patched_from.is_some();
+    let errs: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field {}", go_quote(p)))
+        .collect();
+    match opts.field_validation {
+        FieldValidation::Strict => {
+            let strict = format!("strict decoding error: {}", errs.join(", "));
+            Err(ApiError::bad_request(if patch {
+                strict
+            } else {
+                format!(
+                    "{} in version {} cannot be handled as a {}: {strict}",
+                    def.kind,
+                    go_quote(&def.version),
+                    def.kind
+                )
+            }))
+        }
+        _ => {
+            for e in errs {
+                opts.warn(e);
+            }
+            Ok(())
+        }
+    }
 }
 
 fn short_json(v: &Value) -> String {
