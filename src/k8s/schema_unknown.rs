@@ -42,15 +42,23 @@ fn push_field(path: &mut String, k: &str) -> usize {
 
 /// `prune_node`'s walk: under a node that does not know a key, the key is unknown.
 fn walk(x: &Value, s: Option<&Node>, is_root: bool, path: &mut String, out: &mut Vec<String>) {
-    let Some(s) = s else {
+    match s {
         // No schema below: every key of every object here is pruned.
-        everything(x, path, out);
-        return;
-    };
-    if s.preserve_unknown {
-        known_only(x, s, is_root, path, out);
-        return;
+        None => everything(x, path, out),
+        Some(s) => visit(x, s, is_root, s.preserve_unknown, path, out),
     }
+}
+
+/// One node. `preserving`: below `x-kubernetes-preserve-unknown-fields` (`skip_prune`'s
+/// walk), where unknown keys stay and only known ones are looked into, items included.
+fn visit(
+    x: &Value,
+    s: &Node,
+    is_root: bool,
+    preserving: bool,
+    path: &mut String,
+    out: &mut Vec<String>,
+) {
     match x {
         Value::Object(map) => {
             let keep_meta = is_root || s.embedded;
@@ -63,7 +71,7 @@ fn walk(x: &Value, s: Option<&Node>, is_root: bool, path: &mut String, out: &mut
                     walk(v, Some(p), false, path, out);
                 } else if let Some(add) = &s.additional {
                     walk(v, additional_schema(add), false, path, out);
-                } else {
+                } else if !preserving {
                     out.push(path.clone());
                 }
                 path.truncate(len);
@@ -74,39 +82,10 @@ fn walk(x: &Value, s: Option<&Node>, is_root: bool, path: &mut String, out: &mut
             for (i, v) in items.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                walk(v, s.items.as_deref(), false, path, out);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `skip_prune`'s walk: unknown keys stay, so only known ones are looked into.
-fn known_only(x: &Value, s: &Node, is_root: bool, path: &mut String, out: &mut Vec<String>) {
-    match x {
-        Value::Object(map) => {
-            let keep_meta = is_root || s.embedded;
-            for (k, v) in map {
-                if keep_meta && META_FIELDS.contains(&k.as_str()) {
-                    continue;
-                }
-                let len = push_field(path, k);
-                if let Some(p) = s.property(k) {
-                    walk(v, Some(p), false, path, out);
-                } else if let Some(add) = &s.additional {
-                    walk(v, additional_schema(add), false, path, out);
-                }
-                path.truncate(len);
-            }
-            embedded_meta(map, s, is_root, path, out);
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                if let Some(item) = s.items.as_deref() {
-                    known_only(v, item, false, path, out);
+                match (preserving, s.items.as_deref()) {
+                    (false, item) => walk(v, item, false, path, out),
+                    (true, Some(item)) => visit(v, item, false, true, path, out),
+                    (true, None) => {}
                 }
                 path.truncate(len);
             }
