@@ -109,10 +109,25 @@ async fn writes_without_the_parameter_warn_and_strict_patches_name_only_what_the
     let (code, _) = patch("fieldValidation=Strict", r#"{"spec":{"description":"d"}}"#).await;
     assert_eq!(code, 200);
     let (code, st) = patch("fieldValidation=Sometimes", "{}").await;
-    assert_eq!(code, 400, "{st}");
+    assert_eq!(
+        (code, st["reason"].as_str()),
+        (422, Some("Invalid")),
+        "{st}"
+    );
     assert_eq!(
         st["message"],
-        r#"fieldValidation: Unsupported value: "Sometimes": supported values: "", "Ignore", "Strict", "Warn""#
+        r#"PatchOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Sometimes": supported values: "", "Ignore", "Strict", "Warn""#
+    );
+    let r = h
+        .post(format!("{url}?fieldValidation=strict"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        422,
+        "the directive is case-sensitive, as kube's"
     );
     s.stop().await;
 }

@@ -216,7 +216,8 @@ async fn dispatch(
         }
         Verb::Create => {
             let out = negotiate::negotiate(accept, false)?;
-            let opts = WriteOptions::parse(query, user_agent)?;
+            let mut opts = WriteOptions::parse(query, user_agent)?;
+            opts.field_validation = registry::field_validation(query, "CreateOptions")?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
             super::audit::request_object(req, &body);
             let obj = reg.create(def, ns, body, &opts).await?;
@@ -228,7 +229,8 @@ async fn dispatch(
         }
         Verb::Update => {
             let out = negotiate::negotiate(accept, false)?;
-            let opts = WriteOptions::parse(query, user_agent)?;
+            let mut opts = WriteOptions::parse(query, user_agent)?;
+            opts.field_validation = registry::field_validation(query, "UpdateOptions")?;
             let body = read_object(payload, content_type, state.max_body_bytes).await?;
             super::audit::request_object(req, &body);
             let obj = reg.update(def, ns, name, body, sub, &opts).await?;
@@ -240,7 +242,8 @@ async fn dispatch(
         }
         Verb::Patch => {
             let out = negotiate::negotiate(accept, false)?;
-            let opts = WriteOptions::parse(query, user_agent)?;
+            let mut opts = WriteOptions::parse(query, user_agent)?;
+            opts.field_validation = registry::field_validation(query, "PatchOptions")?;
             let kind = match negotiate::body_type(content_type) {
                 BodyType::JsonPatch => PatchKind::Json,
                 BodyType::MergePatch => PatchKind::Merge,

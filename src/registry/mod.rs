@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 pub use errors::{storage_unavailable, store_error, too_large};
-pub use options::{patch_force, DeleteOptions, ListOptions, WriteOptions};
+pub use options::{field_validation, patch_force, DeleteOptions, ListOptions, WriteOptions};
 pub use patch::PatchKind;
 pub use reads::{list_json, list_json_chunks, list_meta, LIST_CHUNK};
 

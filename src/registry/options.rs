@@ -232,23 +232,47 @@ impl WriteOptions {
                 .take(128)
                 .collect(),
         };
-        let field_validation = match q.get("fieldValidation").unwrap_or("") {
-            "" | "Warn" => FieldValidation::Warn,
-            "Ignore" => FieldValidation::Ignore,
-            "Strict" => FieldValidation::Strict,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "fieldValidation: Unsupported value: {other:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
-                )))
-            }
-        };
         Ok(WriteOptions {
             dry_run,
             field_manager,
-            field_validation,
+            field_validation: FieldValidation::default(),
             warnings: Default::default(),
         })
     }
+}
+
+/// `fieldValidation` of a create, update or patch, checked as kube's
+/// `ValidateFieldValidation`: another value is 422 on the verb's options kind
+/// (`CreateOptions`, `UpdateOptions` or `PatchOptions`). A delete has no such option.
+pub fn field_validation(
+    q: &Query,
+    options_kind: &'static str,
+) -> Result<FieldValidation, ApiError> {
+    Ok(match q.get("fieldValidation").unwrap_or("") {
+        "" | "Warn" => FieldValidation::Warn,
+        "Ignore" => FieldValidation::Ignore,
+        "Strict" => FieldValidation::Strict,
+        other => {
+            let plural = match options_kind {
+                "CreateOptions" => "createoptions",
+                "UpdateOptions" => "updateoptions",
+                _ => "patchoptions",
+            };
+            return Err(ApiError::invalid(
+                ResourceRef {
+                    group: "meta.k8s.io",
+                    plural,
+                    kind: options_kind,
+                },
+                "",
+                vec![FieldError::not_supported(
+                    "fieldValidation",
+                    Value::String(other.to_string()),
+                    &["", "Ignore", "Strict", "Warn"],
+                )],
+            ));
+        }
+    })
 }
 
 /// `force` of a PATCH, checked against the patch type as kube's `ValidatePatchOptions`
