@@ -111,6 +111,22 @@ async fn applied(s: &TestServer, manager: &str, spec: Value) -> Value {
     body
 }
 
+/// A merge patch of widget `w` by `manager` (an Update operation); its status code.
+async fn merge_patch(s: &TestServer, manager: &str, body: &'static str) -> u16 {
+    s.http()
+        .patch(format!(
+            "{}{WIDGETS}/w?fieldManager={manager}",
+            s.base_url()
+        ))
+        .header("content-type", "application/merge-patch+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 async fn live(s: &TestServer) -> Value {
     s.http()
         .get(format!("{}{WIDGETS}/w", s.base_url()))
@@ -275,18 +291,10 @@ async fn an_update_takes_the_fields_it_changes_and_flux_and_argo_take_them_back_
     assert_eq!(code, 201);
 
     // Drift: someone scales and re-images by hand (an Update with its own manager).
-    let r = s
-        .http()
-        .patch(format!(
-            "{}{WIDGETS}/w?fieldManager=kubectl-edit",
-            s.base_url()
-        ))
-        .header("content-type", "application/merge-patch+json")
-        .body(r#"{"spec":{"replicas":5}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        merge_patch(&s, "kubectl-edit", r#"{"spec":{"replicas":5}}"#).await,
+        200
+    );
     let drifted = live(&s).await;
     assert_eq!(
         fields(&drifted, "kubectl-edit"),
@@ -325,18 +333,15 @@ async fn an_update_takes_the_fields_it_changes_and_flux_and_argo_take_them_back_
 
     // Argo CD with ServerSideApply=true: its own manager, forced, takes the object over
     // field by field and shares what it applies with the same value.
-    let r = s
-        .http()
-        .patch(format!(
-            "{}{WIDGETS}/w?fieldManager=kubectl-edit",
-            s.base_url()
-        ))
-        .header("content-type", "application/merge-patch+json")
-        .body(r#"{"spec":{"containers":[{"name":"web","image":"web:hotfix"}]}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        merge_patch(
+            &s,
+            "kubectl-edit",
+            r#"{"spec":{"containers":[{"name":"web","image":"web:hotfix"}]}}"#
+        )
+        .await,
+        200
+    );
     let (code, argo) = apply(
         &s,
         "fieldManager=argocd-controller&force=true",
