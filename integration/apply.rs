@@ -31,9 +31,14 @@ async fn get(s: &TestServer, name: &str) -> Value {
 }
 
 async fn apply_raw(s: &TestServer, name: &str, query: &str, body: &str) -> (u16, Value) {
+    apply_at(s, &format!("{AGENTS}/{name}"), query, body).await
+}
+
+/// An `application/apply-patch+yaml` PATCH of the object at `path`: the code and the body.
+pub async fn apply_at(s: &TestServer, path: &str, query: &str, body: &str) -> (u16, Value) {
     let r = s
         .http()
-        .patch(format!("{}{AGENTS}/{name}?{query}", s.base_url()))
+        .patch(format!("{}{path}?{query}", s.base_url()))
         .header("content-type", "application/apply-patch+yaml")
         .body(body.to_string())
         .send()

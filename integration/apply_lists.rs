@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::apply::apply_at;
 use crate::harness::TestServer;
 use crate::kubectl::{ok, ok_stdin};
 
@@ -93,16 +94,7 @@ fn widget(spec: Value) -> String {
 }
 
 async fn apply(s: &TestServer, query: &str, body: &str) -> (u16, Value) {
-    let r = s
-        .http()
-        .patch(format!("{}{WIDGETS}/w?{query}", s.base_url()))
-        .header("content-type", "application/apply-patch+yaml")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap())
+    apply_at(s, &format!("{WIDGETS}/w"), query, body).await
 }
 
 async fn applied(s: &TestServer, manager: &str, spec: Value) -> Value {
